@@ -1,0 +1,5 @@
+"""Allow `python -m dispara`."""
+
+from dispara.cli import main
+
+main()
