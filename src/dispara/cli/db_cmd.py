@@ -1,0 +1,111 @@
+"""`dispara db`: migrations, the DSN in use, and the embedded server."""
+
+from __future__ import annotations
+
+import click
+
+from dispara.cli.app import App, pass_app
+
+
+@click.group()
+def db() -> None:
+    """The database: migrate it, show where it is, stop the embedded server.
+
+    \b
+    Example:
+      dispara db migrate --yes
+    """
+
+
+@db.command()
+@click.option("--yes", "-y", is_flag=True, help="Apply without asking.")
+@click.option("--print", "print_only", is_flag=True, help="Only print the pending SQL; change nothing.")
+@click.option(
+    "--all", "whole", is_flag=True, help="With --print: the whole schema from scratch, no database needed."
+)
+@pass_app
+def migrate(app: App, yes: bool, print_only: bool, whole: bool) -> None:
+    """Bring the database schema up to date.
+
+    Prints the SQL it is about to run and asks first. --print is for pasting into the Supabase SQL editor.
+
+    \b
+    Example:
+      dispara db migrate --print --all > schema.sql
+    """
+    from dispara.db import migrate as mig
+    from dispara.db.connect import locate, open_connection
+
+    if whole:
+        if not print_only:
+            raise click.UsageError("--all goes with --print")
+        click.echo(mig.bookkeeping_sql() + "\n".join(m.script() for m in mig.available()), nl=False)
+        return
+    database = locate(app.settings)
+    with open_connection(database) as conn:
+        todo = mig.pending(conn)
+        conn.rollback()
+        if not todo:
+            click.echo(f"-- schema is up to date (version {mig.latest_version()}) in {database.shown}")
+            return
+        script = "".join(m.script() for m in todo)
+        if print_only:
+            click.echo(mig.bookkeeping_sql() + script, nl=False)
+            return
+        click.echo(script, err=True)
+        if not yes and not click.confirm(f"Apply {len(todo)} migration(s) to {database.shown}?", err=True):
+            raise click.Abort
+        applied = mig.apply(conn)
+    names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "nothing (another process did it)"
+    click.echo(f"applied {names}; schema at version {mig.latest_version()}")
+
+
+@db.command()
+@pass_app
+def url(app: App) -> None:
+    """Print the DSN in use (starting the embedded server if needed).
+
+    \b
+    Example:
+      psql "$(dispara db url)"
+    """
+    from dispara.db.connect import locate
+
+    click.echo(locate(app.settings).dsn)
+
+
+@db.command()
+@pass_app
+def status(app: App) -> None:
+    """Show which database is in use and its schema version.
+
+    \b
+    Example:
+      dispara db status
+    """
+    from dispara.db import migrate as mig
+    from dispara.db.connect import locate, open_connection
+
+    database = locate(app.settings)
+    with open_connection(database) as conn:
+        version = mig.current_version(conn)
+    kind = "embedded" if database.embedded else "external"
+    state = "up to date" if version == mig.latest_version() else f"behind (latest {mig.latest_version()})"
+    click.echo(f"{kind} database {database.shown}\nschema version {version}: {state}")
+
+
+@db.command()
+@pass_app
+def stop(app: App) -> None:
+    """Stop the embedded PostgreSQL server (it starts again on the next command).
+
+    \b
+    Example:
+      dispara db stop
+    """
+    from dispara.db import embedded
+
+    if app.settings.database_url:
+        raise click.UsageError("DATABASE_URL is set: there is no embedded server to stop")
+    stopped = embedded.stop(app.settings.data_dir)
+    click.echo("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")

