@@ -1,0 +1,1 @@
+"""One module per external service, each behind a small Protocol, the embedded default beside the real one."""

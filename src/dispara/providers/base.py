@@ -1,0 +1,95 @@
+"""The seam between the worker and whatever delivers WhatsApp messages (Evolution API or the outbox).
+
+Also the instance-level errors, which tell the worker to pause an instance instead of failing a message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from dispara.errors import ExitCode, TransientServiceError
+
+MessageType = Literal["text", "image", "video", "document", "audio"]
+InstanceState = Literal["open", "close", "connecting", "unknown"]
+
+MESSAGE_TYPES: tuple[MessageType, ...] = ("text", "image", "video", "document", "audio")
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """One message to one number through one instance; `audio` means a voice note (PTT)."""
+
+    instance: str
+    number: str
+    message_type: MessageType
+    text: str | None
+    media_url: str | None
+    caption: str | None
+    file_name: str | None
+    mimetype: str | None = None
+
+
+@dataclass(slots=True)
+class SendResult:
+    """`key_id` is the provider's message id ("" if a 2xx reply carried none); `response` is its full JSON."""
+
+    key_id: str
+    response: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Sender(Protocol):
+    """What the worker needs from a provider. Implementations must be safe to share between threads."""
+
+    label: str
+
+    def send(self, msg: OutgoingMessage) -> SendResult:
+        """Deliver one message, or raise Permanent/TransientServiceError or InstanceUnavailableError."""
+        ...
+
+    def instance_state(self, instance: str) -> str:
+        """One of "open", "close", "connecting", "unknown"; only "open" means sends can work."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class InstanceUnavailableError(TransientServiceError):
+    """The WhatsApp *instance* cannot send right now; the message itself is fine.
+
+    The worker should put the message back without spending one of its attempts and pause the instance.
+    `permanent=False`: the condition usually heals (socket reconnects, server reloads the instance), so a
+    short pause with backoff is right. `permanent=True`: it will not heal without an operator (the instance
+    does not exist, the server is not activated): pause the instance until someone acts, and say so loudly.
+    The message stays retryable (`transient` is True) either way: a misconfiguration never burns a campaign.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        instance: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+        permanent: bool = False,
+    ) -> None:
+        super().__init__(message, status=status, retry_after=retry_after)
+        self.instance = instance
+        self.permanent = permanent
+
+
+class UnknownInstanceError(InstanceUnavailableError):
+    """Evolution answered 404 `The "x" instance does not exist`: wrong name, or the instance was deleted."""
+
+    def __init__(self, message: str, *, instance: str, status: int | None = 404) -> None:
+        super().__init__(message, instance=instance, status=status, permanent=True)
+
+
+class ServerNotActivatedError(InstanceUnavailableError):
+    """Evolution 2.4.0's licence gate (503 LICENSE_REQUIRED): no instance can send until it is activated."""
+
+    exit_code = ExitCode.CONFIG
+
+    def __init__(self, message: str, *, instance: str, status: int | None = 503) -> None:
+        super().__init__(message, instance=instance, status=status, permanent=True)
