@@ -19,9 +19,13 @@ from dispara.errors import DisparaError, ExitCode, exit_code_for
 
 # name -> (module, attribute); modules are imported only when their command runs or help lists them.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "campaign": ("dispara.cli.campaign_cmd", "campaign"),
     "config": ("dispara.cli.config_cmd", "config"),
     "db": ("dispara.cli.db_cmd", "db"),
+    "jobs": ("dispara.cli.jobs_cmd", "jobs"),
+    "redrive": ("dispara.cli.worker_cmd", "redrive"),
     "settings": ("dispara.cli.settings_cmd", "settings"),
+    "worker": ("dispara.cli.worker_cmd", "worker"),
 }
 
 

@@ -1,0 +1,54 @@
+"""Send windows: when a campaign may send, in the window's own timezone.
+
+A window whose end is not after its start runs overnight (20:00-02:00 belongs to the day it opens).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+
+@dataclass(frozen=True)
+class SendWindow:
+    start: time
+    end: time
+    days: frozenset[int]  # Monday = 0, as date.weekday()
+    tz: ZoneInfo
+
+    def _span(self, day: date) -> tuple[datetime, datetime]:
+        opens = datetime.combine(day, self.start, self.tz)
+        closes = datetime.combine(day, self.end, self.tz)
+        if closes <= opens:
+            closes += timedelta(days=1)
+        return opens, closes
+
+    def next_open(self, at: datetime) -> datetime:
+        """`at` itself when the window is open then, else the next moment it opens."""
+        local = at.astimezone(self.tz)
+        best: datetime | None = None
+        # Yesterday's overnight window may still be open; a week ahead always holds an opening.
+        for offset in range(-1, 8):
+            day = local.date() + timedelta(days=offset)
+            if day.weekday() not in self.days:
+                continue
+            opens, closes = self._span(day)
+            if opens <= local < closes:
+                return at
+            if opens > local and (best is None or opens < best):
+                best = opens
+        if best is None:
+            raise ValueError("a send window needs at least one day")
+        return best
+
+    def is_open(self, at: datetime) -> bool:
+        return self.next_open(at) == at
+
+
+def first_send_at(now: datetime, at: datetime | None, window: SendWindow | None) -> datetime | None:
+    """When a campaign may start: None means right away."""
+    start = max(now, at) if at is not None else now
+    if window is not None:
+        start = window.next_open(start)
+    return start if start > now else None

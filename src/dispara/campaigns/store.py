@@ -1,0 +1,151 @@
+"""Writing a prepared campaign: the campaign row, its message logs (COPY) and one job per message.
+
+Callers run these inside one transaction, so a failure anywhere leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from psycopg.types.json import Jsonb
+
+from dispara.db import Connection
+from dispara.db.queries import q
+
+
+class MessageRow(Protocol):
+    """What store needs of a prepared message."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def phone(self) -> str: ...
+    @property
+    def content(self) -> str | None: ...
+    @property
+    def message_type(self) -> str: ...
+    @property
+    def media_url(self) -> str | None: ...
+    @property
+    def file_name(self) -> str | None: ...
+    @property
+    def instance(self) -> str: ...
+    @property
+    def contact(self) -> Mapping[str, str]: ...
+
+
+@dataclass(frozen=True)
+class CampaignRecord:
+    """A campaign as the send report shows it."""
+
+    id: UUID
+    name: str
+    status: str
+    total_messages: int
+    sent_count: int
+    failed_count: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class NewCampaign:
+    tenant_id: UUID
+    name: str
+    target_audience: str | None
+    creative: str | None
+    status: str
+    instances: list[str]
+    delay_min: float
+    delay_max: float
+    scheduled_for: datetime | None
+    transport: str
+    retries: int
+    idempotency_key: str
+    document: dict[str, Any]
+    daily_cap: int | None
+    user_id: str | None = None
+
+
+def find_by_key(conn: Connection, tenant_id: UUID, key: str) -> CampaignRecord | None:
+    row = conn.execute(q("campaign_find_by_key"), {"tenant_id": tenant_id, "key": key}).fetchone()
+    return CampaignRecord(*row) if row else None
+
+
+def insert_campaign(conn: Connection, new: NewCampaign) -> UUID | None:
+    """The new campaign's id; None when the tenant already has one with this idempotency key."""
+    params = {
+        "tenant_id": new.tenant_id,
+        "user_id": new.user_id,
+        "name": new.name,
+        "target_audience": new.target_audience,
+        "creative": new.creative,
+        "status": new.status,
+        "instances": new.instances,
+        "delay_min": new.delay_min,
+        "delay_max": new.delay_max,
+        "is_scheduled": new.scheduled_for is not None,
+        "scheduled_for": new.scheduled_for,
+        "transport": new.transport,
+        "retries": new.retries,
+        "idempotency_key": new.idempotency_key,
+        "document": Jsonb(new.document),
+        "daily_cap": new.daily_cap,
+    }
+    row = conn.execute(q("campaign_insert"), params).fetchone()
+    return row[0] if row else None
+
+
+def copy_messages(
+    conn: Connection, tenant_id: UUID, campaign_id: UUID, messages: Iterable[MessageRow]
+) -> int:
+    """Stream the messages into message_logs as `queued`; returns how many were written."""
+    count = 0
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    with conn.cursor() as cur, cur.copy(q("message_logs_copy")) as copy:
+        for m in messages:
+            copy.write_row(
+                (
+                    tenant_id,
+                    campaign_id,
+                    m.seq,
+                    m.phone,
+                    m.content,
+                    m.message_type,
+                    m.media_url,
+                    m.file_name,
+                    m.instance,
+                    "queued",
+                    "now",
+                    dumps(m.contact),
+                )
+            )
+            count += 1
+    return count
+
+
+def finish_campaign(
+    conn: Connection,
+    *,
+    tenant_id: UUID,
+    campaign_id: UUID,
+    total: int,
+    run_at: datetime | None,
+    max_attempts: int,
+    instances: list[str],
+) -> None:
+    """Set the total, queue one job per message, and make sure every instance has pacing state."""
+    conn.execute(q("campaign_set_total"), {"campaign_id": campaign_id, "total": total})
+    conn.execute(
+        q("jobs_insert_for_campaign"),
+        {"campaign_id": campaign_id, "run_at": run_at, "max_attempts": max_attempts},
+    )
+    conn.execute(q("instances_ensure"), {"tenant_id": tenant_id, "names": instances})
+
+
+def optouts(conn: Connection, tenant_id: UUID) -> set[str]:
+    return {row[0] for row in conn.execute(q("optouts_all"), {"tenant_id": tenant_id})}

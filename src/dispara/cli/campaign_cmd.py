@@ -1,0 +1,163 @@
+"""`dispara campaign`: turn a campaign file into queued messages."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from dispara.cli.app import App, pass_app
+
+if TYPE_CHECKING:
+    from dispara.campaigns.prepare import Report
+    from dispara.campaigns.send import SendOutcome
+
+
+@click.group()
+def campaign() -> None:
+    """Create and manage campaigns.
+
+    \b
+    Example:
+      dispara campaign send campaigns/example.yaml
+    """
+
+
+@campaign.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Check everything and preview 5 messages; write nothing.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), metavar="N", help="Only the first N contacts (a test send)."
+)
+@click.option(
+    "--new", "force_new", is_flag=True, help="Create a new campaign even if this one was sent before."
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation above 1,000 messages.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@pass_app
+def send(
+    app: App, file: Path, dry_run: bool, limit: int | None, force_new: bool, yes: bool, as_json: bool
+) -> None:
+    """Read FILE (campaign YAML + contacts CSV), render every message and queue it.
+
+    Everything is written in one transaction: on any error nothing is. Sending the same
+    file again is a no-op that shows the existing campaign.
+
+    \b
+    Example:
+      dispara campaign send campaigns/black-friday.yaml --dry-run
+      dispara campaign send campaigns/black-friday.yaml --limit 5 --new
+    """
+    from dispara.campaigns.send import Declined, send_campaign
+
+    def confirm(report: Report) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            from dispara.errors import InputError
+
+            raise InputError(f"{file}: {report.messages:,} messages to create: pass --yes to confirm")
+        _print_report(report, err=True)
+        return click.confirm(f"Create {report.messages:,} messages?", err=True)
+
+    with app.connect() as conn:
+        try:
+            outcome = send_campaign(
+                conn, app.tenant_id(conn), file, dry_run=dry_run, limit=limit, new=force_new, confirm=confirm
+            )
+        except Declined:
+            raise click.Abort from None
+    if as_json:
+        click.echo(json.dumps(_as_json(outcome), ensure_ascii=False, indent=2, default=str))
+    else:
+        _print_outcome(outcome, evolution=bool(app.settings.evolution.url))
+
+
+def _report_rows(report: Report) -> list[tuple[str, int]]:
+    return [
+        ("rows read", report.rows_read),
+        ("invalid", report.invalid),
+        ("duplicates", report.duplicates),
+        ("opted out", report.opted_out),
+        ("contacts", report.contacts),
+        ("messages", report.messages),
+    ]
+
+
+def _print_report(report: Report, *, err: bool = False) -> None:
+    for label, value in _report_rows(report):
+        click.echo(f"  {label:<11}{value:>10,}", err=err)
+    for reason, count in report.reasons.most_common(5):
+        click.echo(f"    {count:>6,} x {reason}", err=err)
+
+
+def _print_outcome(outcome: SendOutcome, *, evolution: bool) -> None:
+    c = outcome.campaign
+    if outcome.record is not None and not outcome.created:
+        r = outcome.record
+        click.echo(
+            f"campaign already exists: {r.name} ({r.id}) created {r.created_at:%Y-%m-%d %H:%M}, "
+            f"status {r.status}, {r.sent_count:,} sent + {r.failed_count:,} failed of {r.total_messages:,}"
+        )
+        click.echo("nothing written; use --new to create another campaign from this file")
+        return
+    click.echo(f"{c.source}: {c.name}")
+    _print_report(outcome.report)
+    if outcome.rejected_path:
+        click.echo(f"  refused rows and reasons: {outcome.rejected_path}")
+    if outcome.dry_run:
+        click.echo("dry run: nothing written. First messages:")
+        for m in outcome.preview:
+            body = (
+                m.content
+                if m.message_type == "text"
+                else f"[{m.message_type} {m.media_url}] {m.content or ''}"
+            )
+            click.echo(f"  {m.phone} via {m.instance}: {body}")
+        return
+    assert outcome.record is not None
+    r = outcome.record
+    when = (
+        f"scheduled for {outcome.scheduled_for:%Y-%m-%d %H:%M %Z}"
+        if outcome.scheduled_for
+        else "ready to send"
+    )
+    click.echo(f"created campaign {r.id}: {r.total_messages:,} messages queued, {when}")
+    click.echo(f"next: `dispara worker` sends them; `dispara status {r.id.hex[:8]}` shows progress")
+    if not evolution:
+        click.echo(
+            "note: no EVOLUTION_API_URL set: the worker will write messages to the outbox file, not WhatsApp"
+        )
+
+
+def _as_json(outcome: SendOutcome) -> dict[str, Any]:
+    report = outcome.report
+    record = outcome.record
+    return {
+        "file": outcome.campaign.source,
+        "name": outcome.campaign.name,
+        "dry_run": outcome.dry_run,
+        "created": outcome.created,
+        "existing": record is not None and not outcome.created,
+        "campaign": None
+        if record is None
+        else {
+            "id": str(record.id),
+            "status": record.status,
+            "total": record.total_messages,
+            "sent": record.sent_count,
+            "failed": record.failed_count,
+            "created_at": record.created_at.isoformat(),
+        },
+        "scheduled_for": outcome.scheduled_for.isoformat() if outcome.scheduled_for else None,
+        "report": {label.replace(" ", "_"): value for label, value in _report_rows(report)},
+        "reasons": dict(report.reasons),
+        "rejected_file": str(outcome.rejected_path) if outcome.rejected_path else None,
+        "preview": [
+            {"phone": m.phone, "instance": m.instance, "type": m.message_type, "content": m.content}
+            for m in outcome.preview
+        ],
+    }
