@@ -55,7 +55,7 @@ def test_migrate_yes_creates_every_table_and_function(
         }
         indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'jobs'")}
     assert funcs == {"increment_campaign_sent_count", "increment_campaign_failed_count"}
-    assert "jobs_runnable" in indexes
+    assert "jobs_runnable_instance" in indexes
 
 
 def test_second_migrate_is_a_no_op(env_db: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,10 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from dispara.errors import DatabaseError
 
 DATABASE_NAME = "dispara"
+# Queueing a big campaign writes gigabytes of WAL at once; with the default 1 GB budget the server
+# checkpoints in the middle of it, and every page touched after a checkpoint is logged whole again.
+# Only reloadable settings, so an already running server picks them up without a restart.
+SERVER_SETTINGS = {
+    "max_wal_size": "8GB",
+    "checkpoint_timeout": "30min",
+    "checkpoint_completion_target": "0.9",
+}
 log = logging.getLogger("dispara.db")
 
 
@@ -56,9 +65,16 @@ def _ensure_database(admin_dsn: str) -> None:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone()
         if exists:
             return
+        _tune(conn)
         # Another dispara process may have created it a moment ago.
         with contextlib.suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
             conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+
+
+def _tune(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    for name, value in SERVER_SETTINGS.items():
+        conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+    conn.execute("SELECT pg_reload_conf()")
 
 
 def is_running(data_dir: Path) -> bool:
