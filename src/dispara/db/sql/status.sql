@@ -1,0 +1,53 @@
+-- name: campaign_resolve
+-- A campaign named by id, unique id prefix, or name (the latest of that name wins).
+SELECT id, name, created_at, (id::text LIKE %(prefix)s) AS by_id
+FROM campaigns
+WHERE tenant_id = %(tenant_id)s AND (id::text LIKE %(prefix)s OR name = %(ref)s)
+ORDER BY by_id DESC, created_at DESC
+LIMIT 20;
+
+-- name: campaign_snapshot
+SELECT id, name, status, transport, created_at, started_at, completed_at, total_messages, sent_count,
+       failed_count, status_reason, delay_min, delay_max, scheduled_for, now() AS now
+FROM campaigns
+WHERE id = %(campaign_id)s;
+
+-- name: campaign_counts_by_instance
+SELECT instance_name, status, count(*)
+FROM message_logs
+WHERE campaign_id = %(campaign_id)s
+GROUP BY instance_name, status;
+
+-- name: campaign_sent_recently
+-- Sends in the last minute, and the average spacing of each instance's recent sends for the ETA.
+SELECT instance_name,
+       count(*) FILTER (WHERE sent_at > now() - interval '1 minute') AS last_minute,
+       count(*) AS recent,
+       extract(epoch FROM max(sent_at) - min(sent_at)) AS span_s
+FROM message_logs
+WHERE campaign_id = %(campaign_id)s AND status = 'sent' AND sent_at > now() - interval '5 minutes'
+GROUP BY instance_name;
+
+-- name: campaign_instances_state
+-- '-infinity' (never sent) has no Python datetime: it comes back as NULL.
+SELECT name,
+       CASE WHEN isfinite(next_send_at) THEN next_send_at END,
+       CASE WHEN paused_until > now() THEN paused_until END,
+       CASE WHEN paused_until > now() THEN pause_reason END
+FROM instances
+WHERE tenant_id = %(tenant_id)s AND name = ANY(%(names)s);
+
+-- name: campaign_top_errors
+SELECT coalesce(error_message, '(no message)'), count(*)
+FROM message_logs
+WHERE campaign_id = %(campaign_id)s AND status = 'failed'
+GROUP BY 1
+ORDER BY 2 DESC, 1
+LIMIT 5;
+
+-- name: campaign_latest_failures
+SELECT phone_number, instance_name, coalesce(error_message, '(no message)'), updated_at
+FROM message_logs
+WHERE campaign_id = %(campaign_id)s AND status = 'failed'
+ORDER BY updated_at DESC
+LIMIT %(limit)s;

@@ -1,0 +1,229 @@
+"""A campaign's progress as one snapshot: counts from message_logs, pacing, rates, ETA and top errors.
+
+Counts come from the message logs themselves and are checked against the campaign counters.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from dispara.db import Connection
+from dispara.db.queries import q
+from dispara.errors import InputError, NotFoundError
+
+MESSAGE_STATUSES = ("pending", "queued", "sending", "sent", "failed", "cancelled")
+FINISHED = frozenset({"completed", "cancelled", "failed"})
+_ID_PREFIX = re.compile(r"^[0-9a-f-]{4,36}$")
+
+
+@dataclass
+class InstanceProgress:
+    name: str
+    sent: int = 0
+    failed: int = 0
+    pending: int = 0
+    next_send_at: datetime | None = None
+    paused_until: datetime | None = None
+    pause_reason: str | None = None
+    gap_s: float | None = None
+
+    @property
+    def paused(self) -> bool:
+        return self.pause_reason is not None
+
+
+@dataclass
+class Snapshot:
+    id: UUID
+    name: str
+    status: str
+    transport: str
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    scheduled_for: datetime | None
+    status_reason: str | None
+    total: int
+    counter_sent: int
+    counter_failed: int
+    now: datetime
+    counts: dict[str, int] = field(default_factory=dict)
+    instances: list[InstanceProgress] = field(default_factory=list)
+    errors: list[tuple[str, int]] = field(default_factory=list)
+    sent_last_minute: int = 0
+    eta_seconds: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def done(self) -> int:
+        return self.counts["sent"] + self.counts["failed"] + self.counts["cancelled"]
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.done / self.total if self.total else 100.0
+
+    @property
+    def rate_per_min(self) -> float:
+        return float(self.sent_last_minute)
+
+    @property
+    def rate_since_start_per_min(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.completed_at or self.now
+        minutes = max((end - self.started_at).total_seconds() / 60, 1 / 60)
+        return self.counts["sent"] / minutes
+
+    @property
+    def counters_agree(self) -> bool:
+        return (self.counter_sent, self.counter_failed) == (self.counts["sent"], self.counts["failed"])
+
+    def as_json(self) -> dict[str, Any]:
+        """The stable JSON shape of `dispara status --json`."""
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "status": self.status,
+            "transport": self.transport,
+            "created_at": _iso(self.created_at),
+            "started_at": _iso(self.started_at),
+            "completed_at": _iso(self.completed_at),
+            "scheduled_for": _iso(self.scheduled_for),
+            "status_reason": self.status_reason,
+            "total": self.total,
+            **{status: self.counts[status] for status in MESSAGE_STATUSES},
+            "percent_done": round(self.percent, 2),
+            "rate_per_min": self.rate_per_min,
+            "rate_since_start_per_min": _round(self.rate_since_start_per_min),
+            "eta_seconds": _round(self.eta_seconds),
+            "counters_agree": self.counters_agree,
+            "instances": [
+                {
+                    "name": i.name,
+                    "sent": i.sent,
+                    "failed": i.failed,
+                    "pending": i.pending,
+                    "next_send_at": _iso(i.next_send_at),
+                    "paused": i.paused,
+                    "paused_until": _iso(i.paused_until),
+                    "pause_reason": i.pause_reason,
+                }
+                for i in self.instances
+            ],
+            "errors": [{"message": message, "count": count} for message, count in self.errors],
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def resolve(conn: Connection, tenant_id: UUID, ref: str) -> UUID:
+    """The campaign an operator means by `ref`: an id, a unique id prefix, or a name (latest wins)."""
+    ref = ref.strip()
+    prefix = f"{ref.lower()}%" if _ID_PREFIX.match(ref.lower()) else None
+    rows = conn.execute(
+        q("campaign_resolve"), {"tenant_id": tenant_id, "prefix": prefix, "ref": ref}
+    ).fetchall()
+    by_id = [row for row in rows if row[3]]
+    if len(by_id) == 1:
+        return UUID(str(by_id[0][0]))
+    if len(by_id) > 1:
+        shown = ", ".join(f"{str(row[0])[:8]} ({row[1]})" for row in by_id[:5])
+        raise InputError(f"campaign id prefix {ref!r} is ambiguous: {shown}; give more characters")
+    if rows:
+        return UUID(str(rows[0][0]))
+    raise NotFoundError(f"no campaign {ref!r} in this tenant (see `dispara campaign list`)")
+
+
+def snapshot(conn: Connection, tenant_id: UUID, campaign_id: UUID) -> Snapshot:
+    row = conn.execute(q("campaign_snapshot"), {"campaign_id": campaign_id}).fetchone()
+    if row is None:
+        raise NotFoundError(f"campaign {campaign_id} no longer exists")
+    snap = Snapshot(
+        id=row[0], name=row[1], status=row[2], transport=row[3], created_at=row[4], started_at=row[5],
+        completed_at=row[6], total=row[7], counter_sent=row[8], counter_failed=row[9], status_reason=row[10],
+        scheduled_for=row[13], now=row[14],
+    )  # fmt: skip
+    delay_mean = (float(row[11]) + float(row[12])) / 2
+    _count(conn, snap)
+    _pacing(conn, snap, tenant_id, delay_mean)
+    snap.errors = [
+        (str(m), int(c)) for m, c in conn.execute(q("campaign_top_errors"), {"campaign_id": campaign_id})
+    ]
+    return snap
+
+
+def _count(conn: Connection, snap: Snapshot) -> None:
+    snap.counts = dict.fromkeys(MESSAGE_STATUSES, 0)
+    by_instance: dict[str, InstanceProgress] = {}
+    for instance, status, count in conn.execute(q("campaign_counts_by_instance"), {"campaign_id": snap.id}):
+        snap.counts[status] += count
+        progress = by_instance.setdefault(instance or "-", InstanceProgress(instance or "-"))
+        if status == "sent":
+            progress.sent += count
+        elif status == "failed":
+            progress.failed += count
+        elif status in {"pending", "queued", "sending"}:
+            progress.pending += count
+    snap.instances = sorted(by_instance.values(), key=lambda i: i.name)
+
+
+def _pacing(conn: Connection, snap: Snapshot, tenant_id: UUID, delay_mean: float) -> None:
+    by_name = {i.name: i for i in snap.instances}
+    params = {"tenant_id": tenant_id, "names": list(by_name)}
+    for name, next_send_at, paused_until, reason in conn.execute(q("campaign_instances_state"), params):
+        progress = by_name[name]
+        progress.next_send_at, progress.paused_until, progress.pause_reason = (
+            next_send_at,
+            paused_until,
+            reason,
+        )
+    for name, last_minute, recent, span_s in conn.execute(
+        q("campaign_sent_recently"), {"campaign_id": snap.id}
+    ):
+        snap.sent_last_minute += last_minute
+        if name in by_name and recent >= 2 and span_s:
+            by_name[name].gap_s = float(span_s) / (recent - 1)
+    snap.eta_seconds = _eta(snap, delay_mean)
+
+
+def _eta(snap: Snapshot, delay_mean: float) -> float | None:
+    """Instances send in parallel, each one message at a time: the slowest instance sets the end."""
+    if snap.finished:
+        return 0.0
+    if snap.status == "paused":
+        return None
+    etas = []
+    for i in snap.instances:
+        if i.pending == 0:
+            continue
+        gap = i.gap_s if i.gap_s is not None else delay_mean
+        wait = 0.0
+        for until in (i.next_send_at, i.paused_until):
+            if until is not None and until > snap.now:
+                wait = max(wait, (until - snap.now).total_seconds())
+        if snap.scheduled_for and snap.scheduled_for > snap.now:
+            wait = max(wait, (snap.scheduled_for - snap.now).total_seconds())
+        etas.append(wait + i.pending * gap)
+    return max(etas) if etas else None
+
+
+def latest_failures(
+    conn: Connection, campaign_id: UUID, limit: int = 5
+) -> list[tuple[str, str, str, datetime]]:
+    rows = conn.execute(
+        q("campaign_latest_failures"), {"campaign_id": campaign_id, "limit": limit}
+    ).fetchall()
+    return [(str(p), str(i), str(e), t) for p, i, e, t in rows]
