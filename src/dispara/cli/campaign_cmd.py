@@ -161,3 +161,78 @@ def _as_json(outcome: SendOutcome) -> dict[str, Any]:
             for m in outcome.preview
         ],
     }
+
+
+STATUSES = ("pending", "scheduled", "processing", "paused", "completed", "cancelled", "failed")
+MESSAGE_STATUSES = ("pending", "queued", "sending", "sent", "failed", "cancelled")
+
+
+@campaign.command("list")
+@click.option("--status", type=click.Choice(STATUSES), help="Only campaigns in this status.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many, newest first."
+)
+@click.option("--json", "as_json", is_flag=True, help="A JSON array.")
+@pass_app
+def list_(app: App, status: str | None, limit: int, as_json: bool) -> None:
+    """Recent campaigns with their counters.
+
+    \b
+    Example:
+      dispara campaign list --status processing
+    """
+    from dispara.campaigns.export import list_campaigns
+
+    with app.connect() as conn:
+        rows = list_campaigns(conn, app.tenant_id(conn), status=status, limit=limit)
+    if as_json:
+        click.echo(json.dumps([r.as_json() for r in rows], ensure_ascii=False, indent=2))
+        return
+    if not rows:
+        click.echo(f"no campaigns in tenant {app.settings.tenant}")
+        return
+    click.echo(f"{'id':<8}  {'created':<16}  {'status':<10}  {'sent':>9}  {'failed':>7}  {'total':>9}  name")
+    for r in rows:
+        click.echo(
+            f"{r.id.hex[:8]}  {r.created_at.astimezone():%Y-%m-%d %H:%M}  {r.status:<10}  "
+            f"{r.sent:>9,}  {r.failed:>7,}  {r.total:>9,}  {r.name}"
+        )
+
+
+@campaign.command("export")
+@click.argument("campaign_ref", metavar="CAMPAIGN")
+@click.option("--status", type=click.Choice(MESSAGE_STATUSES), help="Only messages in this status.")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="FILE.csv, .json or .jsonl."
+)
+@pass_app
+def export_(app: App, campaign_ref: str, status: str | None, output: Path | None) -> None:
+    """Export the per-message log (phone, instance, status, times, Evolution key, error), streamed.
+
+    CSV to stdout without -o; the format follows the file's extension otherwise.
+
+    \b
+    Example:
+      dispara campaign export black-friday --status failed -o failed.csv
+    """
+    from dispara import status as core
+    from dispara.campaigns.export import export
+    from dispara.errors import InputError
+
+    fmt = output.suffix.lower().lstrip(".") if output else "csv"
+    if fmt not in {"csv", "json", "jsonl"}:
+        raise InputError(f"{output}: the export format follows the extension: .csv, .json or .jsonl")
+    with app.connect() as conn:
+        campaign_id = core.resolve(conn, app.tenant_id(conn), campaign_ref)
+        if output is None:
+            export(conn, campaign_id, sys.stdout, fmt=fmt, status=status)
+            return
+        partial = output.with_name(f".{output.name}.partial")
+        try:
+            with partial.open("w", encoding="utf-8", newline="") as out:
+                count = export(conn, campaign_id, out, fmt=fmt, status=status)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        partial.replace(output)  # an interrupted export never leaves a truncated file under the real name
+    click.echo(f"{count:,} messages written to {output}", err=True)
