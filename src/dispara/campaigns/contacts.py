@@ -69,9 +69,11 @@ class ContactReader:
         phone_column: str | None = None,
         rename: Mapping[str, str] | None = None,
         display: str | None = None,
+        phone_hint: str = "columns.phone in the campaign file",
     ) -> None:
         self.path = path
         self.display = str(path) if display is None else display
+        self._phone_hint = phone_hint  # how the caller lets the operator name the phone column
         try:
             self._file: BinaryIO = path.open("rb")
         except FileNotFoundError:
@@ -187,8 +189,7 @@ class ContactReader:
         if len(candidates) > 1:
             several = ", ".join(self.header[i] for i in candidates)
             raise InputError(
-                f"{self.display}: several phone columns ({several}); "
-                "choose one with columns.phone in the campaign file"
+                f"{self.display}: several phone columns ({several}); choose one with {self._phone_hint}"
             )
         if not candidates:
             candidates = [i for i, name in enumerate(names) if name in FALLBACK_PHONE_COLUMNS]
@@ -196,7 +197,7 @@ class ContactReader:
             looked_for = ", ".join((*PHONE_COLUMNS, *FALLBACK_PHONE_COLUMNS))
             raise InputError(
                 f"{self.display}: no phone column (columns: {found}; looked for {looked_for}); "
-                "name it with columns.phone in the campaign file"
+                f"name it with {self._phone_hint}"
             )
         return candidates[0]
 
