@@ -52,3 +52,15 @@ def first_send_at(now: datetime, at: datetime | None, window: SendWindow | None)
     if window is not None:
         start = window.next_open(start)
     return start if start > now else None
+
+
+def window_from_document(document: dict[str, object]) -> SendWindow | None:
+    """The send window of a stored campaign document (its `schedule.window`), if it has one."""
+    from dispara.campaigns.model import Window
+
+    schedule = document.get("schedule")
+    raw = schedule.get("window") if isinstance(schedule, dict) else None
+    if not isinstance(raw, dict):
+        return None
+    window = Window.model_validate(raw)
+    return SendWindow(window.start, window.end, window.weekdays, window.zone)

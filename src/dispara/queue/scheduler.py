@@ -1,0 +1,48 @@
+"""Campaign start times and send windows, applied while the queue runs.
+
+A due `scheduled` campaign becomes `processing`; one whose window has closed goes back to `scheduled`
+until the window's next opening, so its messages wait without each job being touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from dispara.campaigns.schedule import window_from_document
+from dispara.db import Connection
+from dispara.db.queries import q
+
+
+@dataclass(frozen=True)
+class Tick:
+    started: int
+    held: int
+    next_change: datetime | None
+    """The earliest moment a held or scheduled campaign is due: when the worker should look again."""
+
+
+def tick(conn: Connection, now: datetime) -> Tick:
+    """Start due campaigns and hold those outside their window; commits."""
+    started = held = 0
+    upcoming: list[datetime] = []
+    with conn.transaction():
+        for campaign_id, status, scheduled_for, document in conn.execute(
+            q("scheduler_candidates")
+        ).fetchall():
+            window = window_from_document(document)
+            due = max(now, scheduled_for) if scheduled_for else now
+            opens = window.next_open(due) if window else due
+            if opens <= now:
+                if status == "scheduled":
+                    started += conn.execute(q("scheduler_start"), {"id": campaign_id}).rowcount
+                continue
+            upcoming.append(opens)
+            if status == "processing" or opens != scheduled_for:
+                reason = (
+                    f"outside the send window until {opens.isoformat(timespec='minutes')}" if window else None
+                )
+                params = {"id": campaign_id, "status": status, "until": opens, "reason": reason}
+                changed = conn.execute(q("scheduler_hold"), params).rowcount
+                held += changed if status == "processing" else 0
+    return Tick(started, held, min(upcoming) if upcoming else None)
