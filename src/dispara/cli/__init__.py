@@ -22,9 +22,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "campaign": ("dispara.cli.campaign_cmd", "campaign"),
     "config": ("dispara.cli.config_cmd", "config"),
     "db": ("dispara.cli.db_cmd", "db"),
+    "doctor": ("dispara.cli.doctor_cmd", "doctor"),
     "jobs": ("dispara.cli.jobs_cmd", "jobs"),
+    "optout": ("dispara.cli.optout_cmd", "optout"),
     "redrive": ("dispara.cli.worker_cmd", "redrive"),
     "settings": ("dispara.cli.settings_cmd", "settings"),
+    "status": ("dispara.cli.status_cmd", "status"),
+    "watch": ("dispara.cli.status_cmd", "watch"),
     "worker": ("dispara.cli.worker_cmd", "worker"),
 }
 

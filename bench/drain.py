@@ -1,0 +1,136 @@
+"""Drain benchmark: seed N message jobs (no delays) across K instances, run ONE `dispara worker --once`,
+and print jobs/s from the worker's first claim to its last completion, plus the process wall time.
+
+    python bench/drain.py 50000                  # outbox sender
+    python bench/drain.py 20000 --evolution      # EvolutionSender against the local stub
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import (
+    ROOT,
+    evolution_stub,
+    fresh_database,
+    postgres_cpu,
+    seed,
+    stub_sends,
+    worker_env,
+    write_config,
+)
+
+
+@dataclass
+class Run:
+    stdout: str
+    wall_s: float
+    worker_cpu_s: float
+    postgres_cpu_s: float | None
+    delivered: int | None
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("n", type=int)
+    parser.add_argument("--instances", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, default=None, help="default: worker.concurrency (4)")
+    parser.add_argument("--batch-size", type=int, default=100, help="worker.batch_size (run length)")
+    parser.add_argument("--evolution", action="store_true", help="send through the local Evolution stub")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (the target is for one)")
+    parser.add_argument("--profile", metavar="FILE", help="run the worker under cProfile, stats to FILE")
+    parser.add_argument("--py-spy", metavar="FILE", help="sample the worker with py-spy (collapsed stacks)")
+    return parser.parse_args()
+
+
+def run_worker(args: argparse.Namespace, dsn: str, tmp: Path, evolution_url: str | None) -> Run:
+    config = write_config(tmp / "dispara.yaml", batch_size=args.batch_size)
+    command = [sys.executable]
+    if args.py_spy:
+        spy = str(Path(sys.executable).with_name("py-spy"))
+        command = [spy, "record", "--gil", "-f", "raw", "-o", args.py_spy, "-r", "200", "--", *command]
+    if args.profile:
+        command += ["-m", "cProfile", "-o", args.profile]
+    command += ["-m", "dispara", "--config", str(config), "worker", "--once"]
+    if args.concurrency:
+        command += ["--concurrency", str(args.concurrency)]
+    pg_before = postgres_cpu(dsn)
+    start = time.perf_counter()
+    env = worker_env(dsn, tmp / "data", evolution_url)
+    procs = [
+        subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(args.workers)
+    ]
+    outputs = [p.communicate() for p in procs]
+    wall = time.perf_counter() - start
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        if proc.returncode != 0:
+            raise SystemExit(f"worker failed ({proc.returncode}):\n{out}{err}")
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    pg_after = postgres_cpu(dsn)
+    pg = pg_after - pg_before if pg_after is not None and pg_before is not None else None
+    delivered = stub_sends(evolution_url) if evolution_url else None
+    said = " | ".join(out.strip() for out, _ in outputs)
+    return Run(said, wall, usage.ru_utime + usage.ru_stime, pg, delivered)
+
+
+def report(args: argparse.Namespace, dsn: str, run: Run) -> None:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FILTER (WHERE status = 'completed'), "
+            "extract(epoch FROM max(finished_at) - min(started_at))::float8 FROM jobs"
+        ).fetchone()
+        counters = conn.execute("SELECT status, sent_count, failed_count FROM campaigns").fetchone()
+    assert row is not None
+    done, busy = int(row[0]), float(row[1] or 0.0)
+    sender = "evolution stub (HTTP)" if args.evolution else "outbox"
+    print(
+        f"sender: {sender}; {args.workers} worker process(es); concurrency {args.concurrency or 'default'}; "
+        f"batch {args.batch_size}"
+    )
+    print(f"worker said: {run.stdout}")
+    print(f"completed {done}/{args.n}; campaign (status, sent, failed) = {counters}")
+    if run.delivered is not None:
+        print(f"stub received {run.delivered} successful sends")
+    print(f"throughput: {done / busy:,.0f} jobs/s (first claim -> last completion, {busy:.2f}s)")
+    print(f"wall: {run.wall_s:.2f}s for the worker process ({done / run.wall_s:,.0f} jobs/s incl. start-up)")
+    print(f"worker CPU: {run.worker_cpu_s:.2f}s ({run.worker_cpu_s / max(done, 1) * 1e6:.0f} µs per job)")
+    if run.postgres_cpu_s is not None:
+        per_job = run.postgres_cpu_s / max(done, 1) * 1e6
+        print(f"postgres CPU: {run.postgres_cpu_s:.2f}s ({per_job:.0f} µs per job)")
+
+
+def main() -> int:
+    args = parse_args()
+    with fresh_database() as dsn, tempfile.TemporaryDirectory(prefix="dispara-drain-") as tmp:
+        started = time.perf_counter()
+        seed(dsn, args.n, args.instances)
+        print(
+            f"seeded {args.n} jobs across {args.instances} instances in {time.perf_counter() - started:.1f}s"
+        )
+        if args.evolution:
+            with evolution_stub() as url:
+                run = run_worker(args, dsn, Path(tmp), url)
+        else:
+            run = run_worker(args, dsn, Path(tmp), None)
+        report(args, dsn, run)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

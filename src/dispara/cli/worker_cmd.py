@@ -1,0 +1,126 @@
+"""`dispara worker` and `dispara redrive`: run the queue, in the foreground or from cron."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import click
+
+from dispara.cli.app import App, pass_app
+
+if TYPE_CHECKING:
+    from dispara.queue.worker import WorkerSummary
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT ask for a graceful stop; a second one gives up waiting (exit 130)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo(
+            f"dispara: {signal.Signals(signum).name}: finishing in-flight sends, then stopping", err=True
+        )
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else plural or word + 's'}"
+
+
+def _outcomes(summary: WorkerSummary) -> str:
+    parts = [f"{summary.sent} sent", f"{summary.failed} failed"]
+    if summary.done:
+        parts.append(f"{summary.done} other done")
+    if summary.retried:
+        parts.append(f"{summary.retried} to retry")
+    if summary.released:
+        parts.append(f"{summary.released} put back")
+    if summary.instances_paused:
+        parts.append(_plural(summary.instances_paused, "instance pause"))
+    if summary.campaigns_completed:
+        parts.append(_plural(summary.campaigns_completed, "campaign") + " completed")
+    if summary.campaigns_paused:
+        parts.append(_plural(summary.campaigns_paused, "campaign") + " auto-paused")
+    return ", ".join(parts)
+
+
+@click.command()
+@click.option(
+    "--concurrency", type=click.IntRange(1, 256), help="Sends at once (default worker.concurrency)."
+)
+@click.option(
+    "--once", is_flag=True, help="Drain what is queued and due (waiting out pacing gaps), then exit."
+)
+@click.option(
+    "--max-seconds", type=click.FloatRange(min=0, min_open=True), metavar="S", help="Stop after S seconds."
+)
+@pass_app
+def worker(app: App, concurrency: int | None, once: bool, max_seconds: float | None) -> None:
+    """Claim queued jobs and send them, one message at a time per WhatsApp instance.
+
+    Runs until SIGTERM or Ctrl-C: in-flight sends finish (up to worker.grace_s) and whatever did not
+    start goes back to the queue. Many workers, on many hosts, may share one database.
+
+    \b
+    Example:
+      dispara worker --concurrency 8
+      dispara campaign send campaigns/example.yaml && dispara worker --once
+    """
+    from dispara.queue.worker import run_worker
+
+    stop = threading.Event()
+    with _stop_on_signals(stop):
+        summary = run_worker(
+            app.settings,
+            concurrency=concurrency,
+            once=once,
+            max_seconds=max_seconds,
+            stop_event=stop,
+            notice=lambda text: click.echo(text, err=True),
+        )
+    click.echo(f"worker: {_outcomes(summary)} in {summary.elapsed_s:.1f}s")
+
+
+@click.command()
+@click.option(
+    "--max-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=50.0,
+    show_default=True,
+    metavar="S",
+    help="Stop draining after S seconds (keep it under the cron period).",
+)
+@pass_app
+def redrive(app: App, max_seconds: float) -> None:
+    """Rescue stuck jobs, re-arm retryable failures, resume rested instances, then drain what is due.
+
+    Made for cron: safe to run while workers run, and prints one summary line.
+
+    \b
+    Example:
+      */1 * * * * dispara redrive --max-seconds 50
+    """
+    from dispara.queue.redrive import redrive as run_redrive
+
+    stop = threading.Event()
+    with _stop_on_signals(stop):
+        report = run_redrive(app.settings, max_seconds=max_seconds, stop_event=stop)
+    click.echo(
+        f"redrive: {_plural(report.leases_reset, 'lease')} reset, {_plural(report.rearmed, 'job')} re-armed, "
+        f"{_plural(report.resumed, 'instance')} resumed, {report.summary.sent} sent, "
+        f"{report.summary.failed} failed in {report.elapsed_s:.1f}s"
+    )

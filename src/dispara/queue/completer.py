@@ -1,0 +1,178 @@
+"""The completer thread: stores outcomes in batches, one transaction each, then counts and notifies."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+
+import psycopg
+
+from dispara.db import Connection
+from dispara.db.connect import connect
+from dispara.errors import DatabaseError
+from dispara.queue.complete import BatchResult, apply_batch
+from dispara.queue.model import Outcome, RunEnd
+from dispara.queue.shared import Shared
+from dispara.queue.webhooks import JobEvents
+
+log = logging.getLogger("dispara.worker")
+
+MAX_FLUSH = 2000  # outcomes per completion transaction
+FLUSH_INTERVAL_S = 0.025  # small batches are stored at most this often
+STORE_ATTEMPTS = 6  # tries to store a batch (about 6 s of backoff) before leaving it to lease expiry
+_TALLY_FIELD = {
+    "sent": "sent",
+    "failed": "failed",
+    "retry": "retried",
+    "release": "released",
+    "skip": "skipped",
+}
+
+
+class Completer:
+    def __init__(self, shared: Shared, events: JobEvents) -> None:
+        self.shared = shared
+        self.events = events
+        self.conn: Connection | None = None
+        self.last_flush = 0.0
+
+    def loop(self) -> None:
+        """Thread body: store batches until the stop sentinel."""
+        finished = False
+        while not finished:
+            items, finished = self.next_batch()
+            if items:
+                self.flush(items)
+        if self.conn is not None:
+            self.conn.close()
+
+    def next_batch(self) -> tuple[list[Outcome | RunEnd], bool]:
+        """The next outcomes to store, and whether the stop sentinel was seen.
+
+        Everything handed over since the previous flush goes into this one. Each flush costs a few round
+        trips and a commit whatever its size, so small batches wait out FLUSH_INTERVAL_S to grow (one
+        sleep, not a wake-up per hand-over); a few milliseconds delay no pacing decision noticeably.
+        """
+        outcomes = self.shared.outcomes
+        first = outcomes.get()
+        if first is None:
+            return [], True
+        items = list(first)
+        wait = self.last_flush + FLUSH_INTERVAL_S - time.monotonic()
+        if wait > 0 and len(items) < MAX_FLUSH // 4 and not self.shared.draining.is_set():
+            time.sleep(wait)
+        while len(items) < MAX_FLUSH:
+            try:
+                more = outcomes.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:
+                return items, True
+            items += more
+        self.last_flush = time.monotonic()
+        return items, False
+
+    def flush(self, items: list[Outcome | RunEnd]) -> None:
+        """Store a batch; what cannot be stored is redone by whoever takes its leases over."""
+        outcomes = [i for i in items if isinstance(i, Outcome)]
+        ends = [i for i in items if isinstance(i, RunEnd)]
+        result: BatchResult | None = None
+        try:
+            result = self.store(outcomes, ends)
+        except Exception:
+            log.exception(
+                "could not save %d outcome(s): they run again once their leases expire", len(outcomes)
+            )
+        self.shared.stored(len(outcomes))
+        if result is not None:
+            try:
+                self.record(result)
+            except Exception:  # counting and webhooks must never stop the completer
+                log.exception("bookkeeping of stored outcomes failed")
+
+    def store(self, outcomes: list[Outcome], ends: list[RunEnd]) -> BatchResult:
+        for attempt in range(STORE_ATTEMPTS):
+            try:
+                if self.conn is None or self.conn.closed or self.conn.broken:
+                    self.conn = connect(self.shared.settings)
+                return self.apply(self.conn, outcomes, ends)
+            except (psycopg.OperationalError, DatabaseError) as exc:
+                # Connection trouble, a deadlock or a serialization failure: worth another go.
+                if attempt == STORE_ATTEMPTS - 1:
+                    raise
+                log.warning("saving %d outcome(s) failed (%s); retrying", len(outcomes), exc)
+                time.sleep(min(0.2 * 2**attempt, 5.0))
+            except psycopg.Error:
+                log.exception("saving %d outcome(s) failed; saving them one by one", len(outcomes))
+                assert self.conn is not None
+                return self.one_by_one(self.conn, outcomes, ends)
+        raise AssertionError("unreachable")
+
+    def apply(self, conn: Connection, outcomes: list[Outcome], ends: list[RunEnd]) -> BatchResult:
+        shared = self.shared
+        return apply_batch(
+            conn, worker=shared.worker_id, tenant_id=shared.tenant, outcomes=outcomes, ends=ends
+        )
+
+    def one_by_one(self, conn: Connection, outcomes: list[Outcome], ends: list[RunEnd]) -> BatchResult:
+        # One bad row (a value PostgreSQL refuses) must not keep the rest of its batch from being stored.
+        total = BatchResult()
+        items: list[Outcome | RunEnd] = [*outcomes, *ends]
+        for one in items:
+            try:
+                if isinstance(one, Outcome):
+                    part = self.apply(conn, [one], [])
+                else:
+                    part = self.apply(conn, [], [one])
+            except psycopg.Error:
+                log.exception("dropped an outcome that cannot be saved: %r", one)
+                continue
+            total.applied += part.applied
+            total.lost += part.lost
+            total.finished += part.finished
+            total.campaigns += part.campaigns
+            total.paused_instances += part.paused_instances
+        return total
+
+    def record(self, result: BatchResult) -> None:
+        t = self.shared.tally
+        verbose = log.isEnabledFor(logging.INFO)
+        for o in result.applied:
+            if o.kind == "done":
+                t.extra["done"] = t.extra.get("done", 0) + 1
+            else:
+                attr = _TALLY_FIELD[o.kind]
+                setattr(t, attr, getattr(t, attr) + 1)
+            if verbose:
+                log.info("%s", describe(o))
+        for o in result.lost:
+            t.lost += 1
+            log.warning("job %d: lease lost to another worker, outcome %s not saved", o.job.id, o.kind)
+        t.instances_paused += len(result.paused_instances)
+        for change in result.campaigns:
+            if change.status == "completed":
+                t.campaigns_completed += 1
+                log.info("campaign %s completed: %d sent, %d failed", change.name, change.sent, change.failed)
+            else:
+                t.campaigns_paused += 1
+                log.warning("campaign %s paused: %s", change.name, change.reason)
+        self.events.finished(result)
+
+
+def describe(o: Outcome) -> str:
+    """One log line for a stored outcome: no phone numbers, no message text, no secrets."""
+    job = o.job
+    where = f"instance {job.instance}" if job.instance else "unpaced"
+    head = f"job {job.id} ({job.task_type}, {where}, attempt {job.attempts}/{job.max_attempts})"
+    if o.kind == "sent":
+        return f"{head} sent, key {o.key_id or '-'}"
+    if o.kind == "retry":
+        return f"{head} retry in {o.delay_s:.1f}s: {o.error}"
+    if o.kind == "failed":
+        return f"{head} failed ({o.error_kind}): {o.error}"
+    if o.kind == "release":
+        return f"{head} put back, not started" + (f": {o.error}" if o.error else "")
+    if o.kind == "skip":
+        return f"{head} skipped: {(o.result or {}).get('skipped')}"
+    return f"{head} done"

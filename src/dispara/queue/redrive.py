@@ -1,0 +1,59 @@
+"""`redrive`, for cron: take back dead workers' leases, re-arm retryable failures, resume rested instances,
+then drain what is due for a bounded time with the ordinary worker loop.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dispara.config import Settings
+from dispara.db.connect import connect
+from dispara.db.queries import q
+from dispara.queue import leases
+from dispara.queue.complete import apply_batch
+from dispara.queue.model import Outcome
+from dispara.queue.worker import WorkerSummary, new_worker_id, run_worker
+from dispara.tenants import tenant_id as lookup_tenant
+
+
+@dataclass(frozen=True)
+class RedriveReport:
+    leases_reset: int
+    rearmed: int
+    resumed: int
+    summary: WorkerSummary
+    elapsed_s: float
+
+
+def redrive(
+    settings: Settings,
+    *,
+    max_seconds: float = 50.0,
+    stop_event: threading.Event | None = None,
+    notice: Callable[[str], None] | None = None,
+) -> RedriveReport:
+    """Repair the queue, then run the worker with `once` for at most what is left of `max_seconds`."""
+    started = time.monotonic()
+    worker = new_worker_id()
+    with connect(settings, autocommit=True) as conn:
+        tenant = lookup_tenant(conn, settings.tenant)
+        reset = leases.reset_expired(conn, tenant_id=tenant, worker=worker, lease_s=settings.worker.lease_s)
+        if reset.exhausted:
+            # Out of attempts: fail them the normal way, so their messages are counted exactly once.
+            outcomes = [Outcome(job, "failed", leases.EXHAUSTED, "transient") for job in reset.exhausted]
+            apply_batch(conn, worker=worker, tenant_id=tenant, outcomes=outcomes)
+        row = conn.execute(q("queue_rearm_failed"), {"tenant_id": tenant}).fetchone()
+        rearmed = int(row[0]) if row else 0
+        resumed = conn.execute(q("queue_resume_instances"), {"tenant_id": tenant}).rowcount
+    left = max(0.1, max_seconds - (time.monotonic() - started))
+    summary = run_worker(settings, once=True, max_seconds=left, stop_event=stop_event, notice=notice)
+    return RedriveReport(
+        leases_reset=reset.jobs + len(reset.exhausted) + summary.leases_reset,
+        rearmed=rearmed,
+        resumed=resumed,
+        summary=summary,
+        elapsed_s=time.monotonic() - started,
+    )
