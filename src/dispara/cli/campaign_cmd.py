@@ -37,9 +37,19 @@ def campaign() -> None:
 )
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation above 1,000 messages.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option(
+    "--watch", "then_watch", is_flag=True, help="Then follow the campaign live, as `dispara watch`."
+)
 @pass_app
 def send(
-    app: App, file: Path, dry_run: bool, limit: int | None, force_new: bool, yes: bool, as_json: bool
+    app: App,
+    file: Path,
+    dry_run: bool,
+    limit: int | None,
+    force_new: bool,
+    yes: bool,
+    as_json: bool,
+    then_watch: bool,
 ) -> None:
     """Read FILE (campaign YAML + contacts CSV), render every message and queue it.
 
@@ -50,6 +60,7 @@ def send(
     Example:
       dispara campaign send campaigns/black-friday.yaml --dry-run
       dispara campaign send campaigns/black-friday.yaml --limit 5 --new
+      dispara campaign send campaigns/black-friday.yaml --yes --watch
     """
     from dispara.campaigns.send import Declined, send_campaign
 
@@ -74,6 +85,10 @@ def send(
         click.echo(json.dumps(_as_json(outcome), ensure_ascii=False, indent=2, default=str))
     else:
         _print_outcome(outcome, evolution=bool(app.settings.evolution.url))
+    if then_watch and outcome.record is not None and not dry_run:
+        from dispara.cli.status_cmd import follow
+
+        sys.exit(follow(app, str(outcome.record.id)))
 
 
 def _report_rows(report: Report) -> list[tuple[str, int]]:
@@ -236,3 +251,92 @@ def export_(app: App, campaign_ref: str, status: str | None, output: Path | None
             raise
         partial.replace(output)  # an interrupted export never leaves a truncated file under the real name
     click.echo(f"{count:,} messages written to {output}", err=True)
+
+
+@campaign.command()
+@click.argument("campaign_ref", metavar="CAMPAIGN")
+@pass_app
+def pause(app: App, campaign_ref: str) -> None:
+    """Stop sending a campaign's messages (those in flight finish); `resume` goes on.
+
+    \b
+    Example:
+      dispara campaign pause black-friday
+    """
+    from dispara.campaigns import control
+    from dispara.status import resolve
+
+    with app.connect() as conn:
+        campaign_id = resolve(conn, app.tenant_id(conn), campaign_ref)
+        status = control.pause(conn, campaign_id)
+    click.echo(f"campaign {campaign_id} {status}")
+
+
+@campaign.command()
+@click.argument("campaign_ref", metavar="CAMPAIGN")
+@pass_app
+def resume(app: App, campaign_ref: str) -> None:
+    """Resume a paused campaign (also one paused automatically after repeated failures).
+
+    \b
+    Example:
+      dispara campaign resume black-friday
+    """
+    from dispara.campaigns import control
+    from dispara.status import resolve
+
+    with app.connect() as conn:
+        campaign_id = resolve(conn, app.tenant_id(conn), campaign_ref)
+        status = control.resume(conn, campaign_id)
+    click.echo(f"campaign {campaign_id} {status}")
+
+
+@campaign.command()
+@click.argument("campaign_ref", metavar="CAMPAIGN")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def cancel(app: App, campaign_ref: str, yes: bool) -> None:
+    """Cancel a campaign: every unsent message is marked cancelled and its job removed from the queue.
+
+    \b
+    Example:
+      dispara campaign cancel black-friday --yes
+    """
+    from dispara.campaigns import control
+    from dispara.errors import InputError
+    from dispara.status import resolve
+
+    with app.connect() as conn:
+        campaign_id = resolve(conn, app.tenant_id(conn), campaign_ref)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise InputError(f"cancelling campaign {campaign_id} cannot be undone: pass --yes to confirm")
+            click.confirm(f"Cancel campaign {campaign_id}? This cannot be undone", abort=True, err=True)
+        done = control.cancel(conn, campaign_id)
+    click.echo(
+        f"campaign {campaign_id} cancelled: {done.messages:,} messages cancelled, {done.jobs:,} jobs removed"
+    )
+
+
+@campaign.command()
+@click.argument("campaign_ref", metavar="CAMPAIGN")
+@click.option("--transient-only", is_flag=True, help="Only messages that failed for a temporary reason.")
+@click.option("--all", "everything", is_flag=True, help="Also numbers that are not on WhatsApp.")
+@pass_app
+def retry(app: App, campaign_ref: str, transient_only: bool, everything: bool) -> None:
+    """Requeue a campaign's failed messages, never numbers not on WhatsApp unless --all.
+
+    \b
+    Example:
+      dispara campaign retry black-friday --transient-only
+    """
+    from dispara.campaigns import control
+    from dispara.status import resolve
+
+    if transient_only and everything:
+        raise click.UsageError("--transient-only and --all exclude each other")
+    scope = "transient" if transient_only else "all" if everything else "default"
+    with app.connect() as conn:
+        campaign_id = resolve(conn, app.tenant_id(conn), campaign_ref)
+        count = control.retry(conn, campaign_id, scope=scope)
+    click.echo(f"{count:,} failed messages of campaign {campaign_id} queued again")

@@ -11,3 +11,78 @@ SELECT phone_number, instance_name, status, message_type, message_content, media
 FROM message_logs
 WHERE campaign_id = %(campaign_id)s AND (%(status)s::text IS NULL OR status = %(status)s)
 ORDER BY seq, id;
+
+-- name: campaign_pause
+UPDATE campaigns
+SET status = 'paused', status_reason = %(reason)s, updated_at = now()
+WHERE id = %(campaign_id)s AND status IN ('pending', 'scheduled', 'processing')
+RETURNING status;
+
+-- name: campaign_resume
+-- Back to processing; the scheduler holds it again if its start or window is still ahead.
+UPDATE campaigns
+SET status = CASE WHEN scheduled_for > now() THEN 'scheduled' ELSE 'processing' END,
+    status_reason = NULL, consecutive_failures = 0, updated_at = now()
+WHERE id = %(campaign_id)s AND status = 'paused'
+RETURNING status;
+
+-- name: campaign_status_of
+SELECT status FROM campaigns WHERE id = %(campaign_id)s;
+
+-- name: campaign_cancel
+-- Unsent messages are cancelled and their jobs with them; messages in flight finish as they do.
+WITH campaign AS (
+    UPDATE campaigns
+    SET status = 'cancelled', status_reason = %(reason)s, completed_at = coalesce(completed_at, now()),
+        updated_at = now()
+    WHERE id = %(campaign_id)s AND status NOT IN ('completed', 'cancelled')
+    RETURNING id
+),
+jobs_cancelled AS (
+    UPDATE jobs
+    SET status = 'cancelled', finished_at = now(), last_error = %(reason)s, updated_at = now()
+    WHERE campaign_id = (SELECT id FROM campaign) AND status = 'pending'
+    RETURNING id
+),
+messages_cancelled AS (
+    UPDATE message_logs
+    SET status = 'cancelled', error_message = %(reason)s, updated_at = now()
+    WHERE campaign_id = (SELECT id FROM campaign) AND status IN ('pending', 'queued')
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM campaign), (SELECT count(*) FROM messages_cancelled),
+       (SELECT count(*) FROM jobs_cancelled);
+
+-- name: campaign_retry
+-- Failed messages of the kinds asked for go back to the queue with fresh attempts; the failed
+-- counter drops by exactly the messages that left `failed`, in the same statement.
+WITH target AS (
+    SELECT j.id
+    FROM jobs j
+    WHERE j.campaign_id = %(campaign_id)s AND j.status = 'failed'
+      AND coalesce(j.error_kind, 'transient') = ANY(%(kinds)s)
+    FOR UPDATE
+),
+rearmed AS (
+    UPDATE jobs j
+    SET status = 'pending', run_at = now(), attempts = 0, finished_at = NULL, error_kind = NULL,
+        last_error = NULL, locked_by = NULL, locked_until = NULL, updated_at = now()
+    WHERE j.id = ANY(ARRAY(SELECT id FROM target))
+    RETURNING j.message_id
+),
+requeued AS (
+    UPDATE message_logs m
+    SET status = 'queued', error_kind = NULL, queued_at = now(), updated_at = now()
+    WHERE m.id = ANY(ARRAY(SELECT message_id FROM rearmed)) AND m.status = 'failed'
+    RETURNING m.id
+),
+campaign AS (
+    UPDATE campaigns c
+    SET failed_count = greatest(0, c.failed_count - (SELECT count(*) FROM requeued)),
+        status = CASE WHEN c.status IN ('completed', 'failed') THEN 'processing' ELSE c.status END,
+        completed_at = CASE WHEN c.status IN ('completed', 'failed') THEN NULL ELSE c.completed_at END,
+        consecutive_failures = 0,
+        updated_at = now()
+    WHERE c.id = %(campaign_id)s AND c.status <> 'cancelled' AND EXISTS (SELECT 1 FROM requeued)
+)
+SELECT count(*) FROM requeued;

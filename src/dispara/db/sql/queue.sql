@@ -84,10 +84,18 @@ claimed AS (
     RETURNING j.id, j.instance, j.payload, j.attempts, j.max_attempts, j.campaign_id, j.message_id,
               j.priority, j.run_at, j.started_at
 ),
--- Only sendable messages are returned: a job whose message was cancelled meanwhile comes back without one.
+-- Only sendable messages are returned: a job whose message was cancelled meanwhile comes back without one,
+-- and one whose number has just been opted out comes back cancelled; either way its job completes unsent.
 sending AS (
     UPDATE message_logs m
-    SET status = 'sending', updated_at = now()
+    -- A number opted out after the campaign was queued is cancelled here, at the last moment, not sent.
+    SET status = CASE WHEN EXISTS (SELECT 1 FROM optouts x
+                                   WHERE x.tenant_id = m.tenant_id AND x.phone = m.phone_number)
+                      THEN 'cancelled' ELSE 'sending' END,
+        error_message = CASE WHEN EXISTS (SELECT 1 FROM optouts x
+                                          WHERE x.tenant_id = m.tenant_id AND x.phone = m.phone_number)
+                             THEN 'opted out after the campaign was queued' ELSE m.error_message END,
+        updated_at = now()
     WHERE m.id = ANY(ARRAY(SELECT message_id FROM picked WHERE message_id IS NOT NULL))
       AND m.status IN ('pending', 'queued', 'sending')
     RETURNING m.id, m.status, m.phone_number, m.message_content, m.message_type, m.media_url, m.file_name
@@ -139,7 +147,14 @@ claimed AS (
 ),
 sending AS (
     UPDATE message_logs m
-    SET status = 'sending', updated_at = now()
+    -- A number opted out after the campaign was queued is cancelled here, at the last moment, not sent.
+    SET status = CASE WHEN EXISTS (SELECT 1 FROM optouts x
+                                   WHERE x.tenant_id = m.tenant_id AND x.phone = m.phone_number)
+                      THEN 'cancelled' ELSE 'sending' END,
+        error_message = CASE WHEN EXISTS (SELECT 1 FROM optouts x
+                                          WHERE x.tenant_id = m.tenant_id AND x.phone = m.phone_number)
+                             THEN 'opted out after the campaign was queued' ELSE m.error_message END,
+        updated_at = now()
     WHERE m.id = ANY(ARRAY(SELECT message_id FROM claimed WHERE message_id IS NOT NULL))
       AND m.status IN ('pending', 'queued', 'sending')
     RETURNING m.id, m.status, m.phone_number, m.message_content, m.message_type, m.media_url, m.file_name
