@@ -80,6 +80,12 @@ class WorkerConfig(_Section):
     poll_interval_s: float = Field(1.0, gt=0)
     lease_s: float = Field(60.0, gt=0)
     grace_s: float = Field(10.0, ge=0)
+    retry_base_s: float = Field(5.0, gt=0)
+    retry_cap_s: float = Field(600.0, gt=0)
+    pause_base_s: float = Field(30.0, gt=0)
+    pause_cap_s: float = Field(900.0, gt=0)
+    pause_campaign_after: int = Field(20, ge=1)
+    once_horizon_s: float = Field(30.0, ge=0)
 
 
 class Settings(_Section):

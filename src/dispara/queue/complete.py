@@ -13,14 +13,11 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from dispara.config import WorkerConfig
 from dispara.db import Connection
 from dispara.db.queries import q
-from dispara.queue.backoff import PAUSE_BASE_S, PAUSE_CAP_S
+from dispara.queue.backoff import DEFAULT_POLICY
 from dispara.queue.model import Finished, Outcome, RunEnd
-
-# TODO(config): worker.pause_campaign_after once config.py has it.
-PAUSE_CAMPAIGN_AFTER = 20
-"""Failed messages in a row after which a campaign pauses itself (a revoked key, a banned number...)."""
 
 # kind -> (job status, attempts refunded, message status, retry_count increment)
 _EFFECTS: dict[str, tuple[str, int, str | None, int]] = {
@@ -157,7 +154,7 @@ def apply_batch(
     tenant_id: UUID,
     outcomes: Sequence[Outcome],
     ends: Sequence[RunEnd] = (),
-    pause_after: int = PAUSE_CAMPAIGN_AFTER,
+    policy: WorkerConfig = DEFAULT_POLICY,
 ) -> BatchResult:
     """Store outcomes and run ends in one transaction; report what changed."""
     result = BatchResult()
@@ -181,7 +178,9 @@ def apply_batch(
                     moved[job_of[message_id]] = status
         counters = _campaign_params(result.applied, moved)
         if counters["ids"]:
-            for row in conn.execute(q("queue_campaign_counters"), {**counters, "pause_after": pause_after}):
+            for row in conn.execute(
+                q("queue_campaign_counters"), {**counters, "pause_after": policy.pause_campaign_after}
+            ):
                 cid, old, new, name, total, sent, failed, first, completed_at, reason = row
                 if new != old and new in ("completed", "paused"):
                     result.campaigns.append(
@@ -196,8 +195,8 @@ def apply_batch(
                     **pacing,
                     "worker": worker,
                     "tenant_id": tenant_id,
-                    "pause_base_s": PAUSE_BASE_S,
-                    "pause_cap_s": PAUSE_CAP_S,
+                    "pause_base_s": policy.pause_base_s,
+                    "pause_cap_s": policy.pause_cap_s,
                 },
             )
             result.paused_instances = [e.instance for e in ends if e.pause]

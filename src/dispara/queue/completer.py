@@ -112,7 +112,12 @@ class Completer:
     def apply(self, conn: Connection, outcomes: list[Outcome], ends: list[RunEnd]) -> BatchResult:
         shared = self.shared
         return apply_batch(
-            conn, worker=shared.worker_id, tenant_id=shared.tenant, outcomes=outcomes, ends=ends
+            conn,
+            worker=shared.worker_id,
+            tenant_id=shared.tenant,
+            outcomes=outcomes,
+            ends=ends,
+            policy=shared.settings.worker,
         )
 
     def one_by_one(self, conn: Connection, outcomes: list[Outcome], ends: list[RunEnd]) -> BatchResult:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dispara.config import Settings
+from dispara.config import Settings, WorkerConfig
 from dispara.errors import ServiceError
 from dispara.providers.base import (
     MESSAGE_TYPES,
@@ -19,7 +19,7 @@ from dispara.providers.base import (
     OutgoingMessage,
     Sender,
 )
-from dispara.queue.backoff import retry_delay
+from dispara.queue.backoff import DEFAULT_POLICY, retry_delay
 from dispara.queue.model import SENDABLE, ClaimedJob, ErrorKind, Outcome
 
 log = logging.getLogger("dispara.worker")
@@ -63,13 +63,13 @@ def execute(job: ClaimedJob, ctx: HandlerContext) -> Outcome:
     except InstanceUnavailableError:
         raise
     except ServiceError as exc:
-        return failure(job, exc)
+        return failure(job, exc, ctx.settings.worker)
     except Exception as exc:  # a bug or an unwrapped library error: retry a few times, never crash the worker
         log.warning("job %d: unexpected %s", job.id, type(exc).__name__, exc_info=True)
-        return failure(job, exc)
+        return failure(job, exc, ctx.settings.worker)
 
 
-def failure(job: ClaimedJob, exc: BaseException) -> Outcome:
+def failure(job: ClaimedJob, exc: BaseException, policy: WorkerConfig = DEFAULT_POLICY) -> Outcome:
     """The outcome of a failed attempt: fail now, or retry later while attempts remain."""
     text = str(exc) or type(exc).__name__
     transient = not isinstance(exc, ServiceError) or exc.transient
@@ -79,7 +79,8 @@ def failure(job: ClaimedJob, exc: BaseException) -> Outcome:
     if job.attempts >= job.max_attempts:
         return Outcome(job, "failed", f"{text} (gave up after {job.attempts} attempts)", "transient")
     retry_after = getattr(exc, "retry_after", None)
-    delay = retry_delay(job.attempts, retry_after if isinstance(retry_after, int | float) else None)
+    hint = retry_after if isinstance(retry_after, int | float) else None
+    delay = retry_delay(job.attempts, hint, policy=policy)
     return Outcome(job, "retry", text, delay_s=delay)
 
 

@@ -10,10 +10,6 @@ from dispara.db import Connection
 from dispara.db.queries import q
 from dispara.queue.model import ClaimedJob
 
-# `worker --once` waits for work due within this many seconds (retry backoff, a schedule a moment away,
-# a dead worker's lease about to expire); pacing gaps are always waited for.
-# TODO(config): worker.once_horizon_s.
-ONCE_HORIZON_S = 30.0
 EXHAUSTED = "lease expired on the last attempt: the worker running it died or stalled"
 
 
@@ -77,9 +73,7 @@ def next_due_in(conn: Connection, *, tenant_id: UUID) -> float | None:
     return max(0.0, float(row[0]))
 
 
-def has_work_soon(
-    conn: Connection, *, tenant_id: UUID, task_types: Sequence[str], horizon_s: float = ONCE_HORIZON_S
-) -> bool:
+def has_work_soon(conn: Connection, *, tenant_id: UUID, task_types: Sequence[str], horizon_s: float) -> bool:
     row = conn.execute(
         q("queue_has_work_soon"),
         {"tenant_id": tenant_id, "task_types": list(task_types), "horizon_s": horizon_s},

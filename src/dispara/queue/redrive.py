@@ -44,7 +44,7 @@ def redrive(
         if reset.exhausted:
             # Out of attempts: fail them the normal way, so their messages are counted exactly once.
             outcomes = [Outcome(job, "failed", leases.EXHAUSTED, "transient") for job in reset.exhausted]
-            apply_batch(conn, worker=worker, tenant_id=tenant, outcomes=outcomes)
+            apply_batch(conn, worker=worker, tenant_id=tenant, outcomes=outcomes, policy=settings.worker)
         row = conn.execute(q("queue_rearm_failed"), {"tenant_id": tenant}).fetchone()
         rearmed = int(row[0]) if row else 0
         resumed = conn.execute(q("queue_resume_instances"), {"tenant_id": tenant}).rowcount

@@ -57,7 +57,7 @@ class Runner:
                 outcome = self.attempt(job)
             except InstanceUnavailableError as exc:
                 if end is None:  # nothing to pause: an unpaced job retries like any transient failure
-                    outcome = handlers.failure(job, exc)
+                    outcome = handlers.failure(job, exc, self.shared.settings.worker)
                 else:
                     pause(end, exc)
                     done += released(run.jobs[index:], f"not sent, instance paused: {exc}")

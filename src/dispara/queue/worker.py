@@ -326,7 +326,10 @@ class _Worker:
                 return
 
     def work_soon(self, shared: Shared) -> bool:
-        return leases.has_work_soon(self.conn, tenant_id=shared.tenant, task_types=self.task_types)
+        # --once also waits for work due within the horizon (retry backoff, a dead worker's expiring lease).
+        return leases.has_work_soon(
+            self.conn, tenant_id=shared.tenant, task_types=self.task_types, horizon_s=self.cfg.once_horizon_s
+        )
 
     def claim(self, shared: Shared, free: int) -> int:
         """Claim up to `free` runs and hand them to the sender threads; returns how many."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from dispara.config import WorkerConfig
 from dispara.errors import PermanentServiceError, TransientServiceError
 from dispara.queue import backoff, handlers
 from dispara.queue.claim import Claimer, claim_paced
@@ -75,7 +76,7 @@ def test_retry_puts_job_and_message_back_with_backoff(conn: Conn) -> None:
     job = claim_all(conn, s)[0]
     outcome = handlers.failure(job, TransientServiceError("Evolution answered HTTP 500", status=500))
     assert outcome.kind == "retry"
-    assert 0 <= outcome.delay_s <= backoff.RETRY_BASE_S
+    assert 0 <= outcome.delay_s <= backoff.DEFAULT_POLICY.retry_base_s
     outcome.delay_s = 120.0
     apply_batch(conn, worker="w1", tenant_id=s.tenant_id, outcomes=[outcome])
     row = job_rows(conn, [job.id])[0]
@@ -103,7 +104,7 @@ def test_last_attempt_fails_for_good_and_permanent_errors_never_retry(conn: Conn
 def test_retry_after_is_respected() -> None:
     for attempt in (1, 5, 30):
         assert backoff.retry_delay(attempt, retry_after=42.0) >= 42.0
-        assert backoff.retry_delay(attempt) <= backoff.RETRY_CAP_S
+        assert backoff.retry_delay(attempt) <= backoff.DEFAULT_POLICY.retry_cap_s
 
 
 def test_release_refunds_the_attempt(conn: Conn) -> None:
@@ -120,14 +121,18 @@ def test_campaign_pauses_itself_after_consecutive_failures(conn: Conn) -> None:
     jobs = claim_all(conn, s)
     fail = [Outcome(j, "failed", "Evolution API key rejected (401)", "permanent") for j in jobs[:3]]
     apply_batch(
-        conn, worker="w1", tenant_id=s.tenant_id, outcomes=[fail[0], sent(jobs[3]), *fail[1:]], pause_after=3
+        conn,
+        worker="w1",
+        tenant_id=s.tenant_id,
+        outcomes=[fail[0], sent(jobs[3]), *fail[1:]],
+        policy=WorkerConfig(pause_campaign_after=3),
     )
     assert campaign_state(conn, s.campaign_id)["status"] == "processing"  # the success broke the streak
     result = apply_batch(
         conn,
         worker="w1",
         tenant_id=s.tenant_id,
-        pause_after=3,
+        policy=WorkerConfig(pause_campaign_after=3),
         outcomes=[Outcome(jobs[4], "failed", "Evolution API key rejected (401)", "permanent")],
     )
     assert [c.status for c in result.campaigns] == ["paused"]
@@ -152,7 +157,9 @@ def test_instance_pause_escalates_and_releases_the_lease(conn: Conn, failures_be
         "locked_by FROM instances"
     ).fetchone()
     assert row is not None
-    expected = min(backoff.PAUSE_BASE_S * 2**failures_before, backoff.PAUSE_CAP_S)
+    expected = min(
+        backoff.DEFAULT_POLICY.pause_base_s * 2**failures_before, backoff.DEFAULT_POLICY.pause_cap_s
+    )
     assert row[0] == pytest.approx(expected, abs=2)
     assert row[1:] == ("instance 'inst-a' is not connected", failures_before + 1, None)
     assert job_rows(conn, [job.id])[0]["attempts"] == 0

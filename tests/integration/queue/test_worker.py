@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from dispara.config import Settings
-from dispara.queue import backoff
 from dispara.queue.worker import run_worker
 from tests.integration.queue.conftest import (
     Conn,
@@ -89,7 +88,7 @@ def test_not_on_whatsapp_fails_at_once_without_retry(
 def test_server_error_is_retried_then_sent(
     conn: Conn, evo_settings: Settings, stub: EvolutionStub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(backoff, "RETRY_BASE_S", 0.05)
+    monkeypatch.setattr(evo_settings.worker, "retry_base_s", 0.05)
     s = seed_campaign(conn, 2, instances=["a"])
     stub.configure(fail_first={s.phones[0]: 2})
     summary = run_worker(evo_settings, once=True, max_seconds=30)
@@ -105,7 +104,7 @@ def test_server_error_is_retried_then_sent(
 def test_server_error_on_the_last_attempt_fails(
     conn: Conn, evo_settings: Settings, stub: EvolutionStub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(backoff, "RETRY_BASE_S", 0.05)
+    monkeypatch.setattr(evo_settings.worker, "retry_base_s", 0.05)
     s = seed_campaign(conn, 1, instances=["a"], retries=1)
     stub.configure(fail_first={s.phones[0]: 5})
     run_worker(evo_settings, once=True, max_seconds=30)
