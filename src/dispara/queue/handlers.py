@@ -6,13 +6,16 @@ run out. `InstanceUnavailableError` is re-raised: the caller pauses the instance
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from dispara.config import Settings, WorkerConfig
-from dispara.errors import ServiceError
+from dispara.errors import PermanentServiceError, ServiceError
 from dispara.providers.base import (
     MESSAGE_TYPES,
     InstanceUnavailableError,
@@ -106,9 +109,27 @@ def _send_message(job: ClaimedJob, sender: Sender) -> Outcome:
         number=job.phone,
         message_type=message_type,
         text=job.content if is_text else None,
-        media_url=None if is_text else job.media_url,
+        media_url=None if is_text else media_source(job.media_url),
         caption=None if is_text or message_type == "audio" else job.content,
         file_name=job.file_name,
     )
     result = sender.send(msg)
     return Outcome(job, "sent", key_id=result.key_id, response=result.response)
+
+
+def media_source(media: str | None) -> str | None:
+    """What Evolution accepts as media: an http(s) URL as is, a local file as plain base64."""
+    if media is None or media.startswith(("http://", "https://")):
+        return media
+    path = Path(media)
+    try:
+        stat = path.stat()
+    except OSError:
+        raise PermanentServiceError(f"media file {media} is not readable on this worker") from None
+    return _encoded(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=4)
+def _encoded(path: str, mtime_ns: int, size: int) -> str:
+    # Keyed on mtime and size too, so an edited file is read again; a campaign sends the same few files.
+    return base64.b64encode(Path(path).read_bytes()).decode("ascii")
