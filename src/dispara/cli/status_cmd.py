@@ -148,15 +148,9 @@ def render(snap: Snapshot, failures: list[tuple[str, str, str, datetime]]) -> Re
 
     c = snap.counts
     reason = f" ({snap.status_reason})" if snap.status_reason else ""
-    head = Text.assemble(
-        (snap.name, "bold"),
-        f"  {snap.id}  ",
-        (snap.status, "bold cyan"),
-        reason,
-        f"  transport {snap.transport}",
-    )
+    head = Text.assemble((snap.name, "bold"), f"  {snap.id}  ", (snap.status, "bold cyan"), reason)
     times = Text(
-        f"created {_clock(snap.created_at)}  started {_clock(snap.started_at)}  "
+        f"transport {snap.transport}  created {_clock(snap.created_at)}  started {_clock(snap.started_at)}  "
         f"completed {_clock(snap.completed_at)}"
         + (
             f"  scheduled for {_clock(snap.scheduled_for)}"

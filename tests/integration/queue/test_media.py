@@ -44,7 +44,11 @@ def test_local_file_is_sent_as_base64_and_url_as_is(
     monkeypatch.setenv("DATABASE_URL", db_dsn)
     assert run_cli(capsys, "campaign", "send", str(tmp_path / "c.yaml")).code == 0
 
+    assert conn.execute("SELECT started_at FROM campaigns").fetchone() == (None,)
+    conn.commit()
     run_worker(make_settings(db_dsn, tmp_path / "data", evolution_url=stub.url), once=True, max_seconds=60)
+    times = conn.execute("SELECT started_at, completed_at FROM campaigns").fetchone()
+    assert times is not None and times[0] is not None and times[0] <= times[1]
 
     bodies = [r.body for r in stub.sends()]
     images = [b for b in bodies if b["mediatype"] == "image"]

@@ -100,6 +100,13 @@ sending AS (
       AND m.status IN ('pending', 'queued', 'sending')
     RETURNING m.id, m.status, m.phone_number, m.message_content, m.message_type, m.media_url, m.file_name
 ),
+started AS (
+    -- The seed's started_at: the moment a campaign's first message was claimed (no-op afterwards).
+    UPDATE campaigns c
+    SET started_at = now()
+    WHERE c.id = ANY(ARRAY(SELECT DISTINCT campaign_id FROM claimed WHERE campaign_id IS NOT NULL))
+      AND c.started_at IS NULL
+),
 leased AS (
     UPDATE instances i
     SET locked_by = %(worker)s, locked_until = now() + make_interval(secs => %(lease_s)s), updated_at = now()
@@ -158,6 +165,13 @@ sending AS (
     WHERE m.id = ANY(ARRAY(SELECT message_id FROM claimed WHERE message_id IS NOT NULL))
       AND m.status IN ('pending', 'queued', 'sending')
     RETURNING m.id, m.status, m.phone_number, m.message_content, m.message_type, m.media_url, m.file_name
+),
+started AS (
+    -- The seed's started_at: the moment a campaign's first message was claimed (no-op afterwards).
+    UPDATE campaigns c
+    SET started_at = now()
+    WHERE c.id = ANY(ARRAY(SELECT DISTINCT campaign_id FROM claimed WHERE campaign_id IS NOT NULL))
+      AND c.started_at IS NULL
 )
 -- Jobs ('j') and their messages ('m') come back as separate rows, matched by the caller: joining two
 -- CTEs that the planner believes hold one row each would be a nested loop, quadratic in the batch size.
