@@ -86,6 +86,7 @@ class WorkerConfig(_Section):
     pause_cap_s: float = Field(900.0, gt=0)
     pause_campaign_after: int = Field(20, ge=1)
     once_horizon_s: float = Field(30.0, ge=0)
+    retention_days: int = Field(30, ge=0)
 
 
 class Settings(_Section):

@@ -121,6 +121,7 @@ def redrive(app: App, max_seconds: float) -> None:
         report = run_redrive(app.settings, max_seconds=max_seconds, stop_event=stop)
     click.echo(
         f"redrive: {_plural(report.leases_reset, 'lease')} reset, {_plural(report.rearmed, 'job')} re-armed, "
-        f"{_plural(report.resumed, 'instance')} resumed, {report.summary.sent} sent, "
+        f"{_plural(report.resumed, 'instance')} resumed, {_plural(report.pruned, 'old job')} pruned, "
+        f"{report.summary.sent} sent, "
         f"{report.summary.failed} failed in {report.elapsed_s:.1f}s"
     )

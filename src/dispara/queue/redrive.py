@@ -1,5 +1,5 @@
 """`redrive`, for cron: take back dead workers' leases, re-arm retryable failures, resume rested instances,
-then drain what is due for a bounded time with the ordinary worker loop.
+prune old completed jobs, then drain what is due for a bounded time with the ordinary worker loop.
 """
 
 from __future__ import annotations
@@ -8,8 +8,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from uuid import UUID
 
 from dispara.config import Settings
+from dispara.db import Connection
 from dispara.db.connect import connect
 from dispara.db.queries import q
 from dispara.queue import leases
@@ -24,8 +26,25 @@ class RedriveReport:
     leases_reset: int
     rearmed: int
     resumed: int
+    pruned: int
     summary: WorkerSummary
     elapsed_s: float
+
+
+PRUNE_BATCH = 10_000
+
+
+def prune(conn: Connection, tenant: UUID, days: int) -> int:
+    """Delete completed jobs older than `days` (0 keeps everything); returns how many."""
+    if days <= 0:
+        return 0
+    total = 0
+    while True:
+        params = {"tenant_id": tenant, "days": days, "limit": PRUNE_BATCH}
+        deleted = conn.execute(q("queue_prune_completed"), params).rowcount
+        total += deleted
+        if deleted < PRUNE_BATCH:
+            return total
 
 
 def redrive(
@@ -48,12 +67,14 @@ def redrive(
         row = conn.execute(q("queue_rearm_failed"), {"tenant_id": tenant}).fetchone()
         rearmed = int(row[0]) if row else 0
         resumed = conn.execute(q("queue_resume_instances"), {"tenant_id": tenant}).rowcount
+        pruned = prune(conn, tenant, settings.worker.retention_days)
     left = max(0.1, max_seconds - (time.monotonic() - started))
     summary = run_worker(settings, once=True, max_seconds=left, stop_event=stop_event, notice=notice)
     return RedriveReport(
         leases_reset=reset.jobs + len(reset.exhausted) + summary.leases_reset,
         rearmed=rearmed,
         resumed=resumed,
+        pruned=pruned,
         summary=summary,
         elapsed_s=time.monotonic() - started,
     )

@@ -142,7 +142,8 @@ def test_redrive_repairs_then_drains(env_db: str, conn: Conn, capsys: pytest.Cap
     result = run_cli(capsys, "redrive", "--max-seconds", "20")
     assert result.code == 0, result.err
     assert re.fullmatch(
-        r"redrive: 1 lease reset, 1 job re-armed, 1 instance resumed, 4 sent, 0 failed in \d+\.\ds\n",
+        r"redrive: 1 lease reset, 1 job re-armed, 1 instance resumed, 0 old jobs pruned, 4 sent, 0 failed"
+        r" in \d+\.\ds\n",
         result.out,
     ), result.out
     state = campaign_state(conn, s.campaign_id)
@@ -157,6 +158,22 @@ def test_redrive_leaves_permanent_failures_alone(
     finish(conn, s, {0: "failed"})
     result = run_cli(capsys, "redrive", "--max-seconds", "5")
     assert result.out.startswith(
-        "redrive: 0 leases reset, 0 jobs re-armed, 0 instances resumed, 0 sent, 0 failed"
+        "redrive: 0 leases reset, 0 jobs re-armed, 0 instances resumed, 0 old jobs pruned, 0 sent, 0 failed"
     )
     assert job_rows(conn, s.job_ids)[0]["status"] == "failed"
+
+
+def test_redrive_prunes_completed_jobs_past_the_retention(
+    env_db: str, conn: Conn, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = seed_campaign(conn, 3, instances=["a"])
+    finish(conn, s, {0: "sent", 1: "sent", 2: "failed"})
+    conn.execute(
+        "UPDATE jobs SET finished_at = now() - interval '31 days' WHERE id = ANY(%s)", (s.job_ids[1:],)
+    )
+    conn.commit()
+    result = run_cli(capsys, "redrive", "--max-seconds", "5")
+    assert ", 1 old job pruned, " in result.out
+    remaining = {r["id"]: r["status"] for r in job_rows(conn, s.job_ids)}
+    assert remaining == {s.job_ids[0]: "completed", s.job_ids[2]: "failed"}  # recent and failed ones stay
+    assert scalar(conn, "SELECT count(*) FROM message_logs WHERE campaign_id = %s", s.campaign_id) == 3

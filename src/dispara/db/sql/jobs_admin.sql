@@ -34,6 +34,17 @@ uncounted AS (
 )
 SELECT count(*) FROM rearmed;
 
+-- name: queue_prune_completed
+-- Completed jobs past the retention, in bounded batches so no statement holds locks for long.
+-- The per-message record stays in message_logs; failed jobs stay for inspection.
+DELETE FROM jobs
+WHERE id = ANY(ARRAY(
+    SELECT id FROM jobs
+    WHERE status = 'completed' AND tenant_id = %(tenant_id)s
+      AND finished_at < now() - make_interval(days => %(days)s)
+    LIMIT %(limit)s
+));
+
 -- name: queue_resume_instances
 UPDATE instances
 SET paused_until = NULL, pause_reason = NULL, updated_at = now()
