@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from dispara.config import Settings
+from dispara.config import ENV_KEYS, Settings
 from dispara.db import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,9 +87,31 @@ def conn(db_dsn: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
         yield connection
 
 
+def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No setting from the developer's shell or config files may reach a test (a real Evolution URL...)."""
+    for name in (*ENV_KEYS, "DISPARA_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def env_db(monkeypatch: pytest.MonkeyPatch, db_dsn: str, tmp_path: Path) -> str:
+    """The test database in the environment, for CLI commands run in this process (`run_cli`)."""
+    _isolate(monkeypatch, tmp_path)
+    monkeypatch.setenv("DATABASE_URL", db_dsn)
+    monkeypatch.setenv("DISPARA_DATA_DIR", str(tmp_path / "data"))
+    return db_dsn
+
+
 @pytest.fixture
 def cli_env(db_dsn: str, tmp_path: Path) -> dict[str, str]:
     """Environment for running the dispara CLI in a subprocess against the test database."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISPARA_", "EVOLUTION_", "QSTASH_"))}
-    env.update(DATABASE_URL=db_dsn, DISPARA_DATA_DIR=str(tmp_path / "data"), PYTHONUNBUFFERED="1")
+    env = {k: v for k, v in os.environ.items() if k not in {*ENV_KEYS, "DISPARA_CONFIG"}}
+    env.update(
+        DATABASE_URL=db_dsn,
+        DISPARA_DATA_DIR=str(tmp_path / "data"),
+        XDG_CONFIG_HOME=str(tmp_path / "xdg"),
+        PYTHONUNBUFFERED="1",
+    )
     return env

@@ -15,15 +15,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def env_db(monkeypatch: pytest.MonkeyPatch, db_dsn: str, tmp_path: Path) -> str:
-    monkeypatch.setenv("DATABASE_URL", db_dsn)
-    monkeypatch.setenv("DISPARA_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("DISPARA_CONFIG", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return db_dsn
-
-
-@pytest.fixture
 def campaign_id(env_db: str, capsys: pytest.CaptureFixture[str]) -> str:
     result = run_cli(capsys, "campaign", "send", str(ROOT / "campaigns" / "example.yaml"), "--json")
     cid: str = json.loads(result.out)["campaign"]["id"]

@@ -28,15 +28,6 @@ templates:
 """
 
 
-@pytest.fixture
-def env_db(monkeypatch: pytest.MonkeyPatch, db_dsn: str, tmp_path: Path) -> str:
-    monkeypatch.setenv("DATABASE_URL", db_dsn)
-    monkeypatch.setenv("DISPARA_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("DISPARA_CONFIG", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return db_dsn
-
-
 def write_campaign(folder: Path, csv_bytes: bytes, extra: str = "") -> Path:
     (folder / "contatos.csv").write_bytes(csv_bytes)
     path = folder / "campanha.yaml"

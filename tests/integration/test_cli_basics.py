@@ -13,15 +13,6 @@ import pytest
 from tests.helpers import run_cli, run_subprocess
 
 
-@pytest.fixture
-def env_db(monkeypatch: pytest.MonkeyPatch, db_dsn: str, tmp_path: Path) -> str:
-    monkeypatch.setenv("DATABASE_URL", db_dsn)
-    monkeypatch.setenv("DISPARA_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("DISPARA_CONFIG", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return db_dsn
-
-
 def test_settings_are_masked_unless_revealed(env_db: str, capsys: pytest.CaptureFixture[str]) -> None:
     key = "gsk_0123456789abcdefWXYZ"
     assert run_cli(capsys, "settings", "set", "groq-apikey", key).code == 0

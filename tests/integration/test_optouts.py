@@ -12,17 +12,6 @@ from dispara import optouts
 from tests.helpers import Result, run_cli
 
 
-@pytest.fixture
-def env_db(monkeypatch: pytest.MonkeyPatch, db_dsn: str, tmp_path: Path) -> str:
-    monkeypatch.setenv("DATABASE_URL", db_dsn)
-    monkeypatch.setenv("DISPARA_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    monkeypatch.delenv("DISPARA_CONFIG", raising=False)
-    monkeypatch.delenv("DISPARA_TENANT", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return db_dsn
-
-
 def rows(dsn: str) -> list[tuple[str, str, str | None]]:
     """(tenant name, phone, reason) of every opt-out."""
     with psycopg.connect(dsn) as conn:

@@ -17,15 +17,6 @@ JSON_KEYS = {"id", "name", "status", "total", "pending", "queued", "sending", "s
 
 
 @pytest.fixture
-def env_db(monkeypatch: pytest.MonkeyPatch, db_dsn: str, tmp_path: Path) -> str:
-    monkeypatch.setenv("DATABASE_URL", db_dsn)
-    monkeypatch.setenv("DISPARA_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("DISPARA_CONFIG", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return db_dsn
-
-
-@pytest.fixture
 def example(env_db: str, capsys: pytest.CaptureFixture[str]) -> UUID:
     """The example campaign (36 messages on 2 instances) with some progress, counters kept exact."""
     result = run_cli(capsys, "campaign", "send", str(ROOT / "campaigns" / "example.yaml"), "--json")

@@ -43,5 +43,11 @@ class App:
 
         return tenant_id(conn, self.settings.tenant)
 
+    def campaign_id(self, conn: Connection, ref: str) -> UUID:
+        """The tenant's campaign an operator names by id, id prefix or name."""
+        from dispara.status import resolve
+
+        return resolve(conn, self.tenant_id(conn), ref)
+
 
 pass_app = click.make_pass_decorator(App)

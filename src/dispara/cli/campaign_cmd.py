@@ -230,7 +230,6 @@ def export_(app: App, campaign_ref: str, status: str | None, output: Path | None
     Example:
       dispara campaign export black-friday --status failed -o failed.csv
     """
-    from dispara import status as core
     from dispara.campaigns.export import export
     from dispara.errors import InputError
 
@@ -238,7 +237,7 @@ def export_(app: App, campaign_ref: str, status: str | None, output: Path | None
     if fmt not in {"csv", "json", "jsonl"}:
         raise InputError(f"{output}: the export format follows the extension: .csv, .json or .jsonl")
     with app.connect() as conn:
-        campaign_id = core.resolve(conn, app.tenant_id(conn), campaign_ref)
+        campaign_id = app.campaign_id(conn, campaign_ref)
         if output is None:
             export(conn, campaign_id, sys.stdout, fmt=fmt, status=status)
             return
@@ -264,10 +263,9 @@ def pause(app: App, campaign_ref: str) -> None:
       dispara campaign pause black-friday
     """
     from dispara.campaigns import control
-    from dispara.status import resolve
 
     with app.connect() as conn:
-        campaign_id = resolve(conn, app.tenant_id(conn), campaign_ref)
+        campaign_id = app.campaign_id(conn, campaign_ref)
         status = control.pause(conn, campaign_id)
     click.echo(f"campaign {campaign_id} {status}")
 
@@ -283,10 +281,9 @@ def resume(app: App, campaign_ref: str) -> None:
       dispara campaign resume black-friday
     """
     from dispara.campaigns import control
-    from dispara.status import resolve
 
     with app.connect() as conn:
-        campaign_id = resolve(conn, app.tenant_id(conn), campaign_ref)
+        campaign_id = app.campaign_id(conn, campaign_ref)
         status = control.resume(conn, campaign_id)
     click.echo(f"campaign {campaign_id} {status}")
 
@@ -304,10 +301,9 @@ def cancel(app: App, campaign_ref: str, yes: bool) -> None:
     """
     from dispara.campaigns import control
     from dispara.errors import InputError
-    from dispara.status import resolve
 
     with app.connect() as conn:
-        campaign_id = resolve(conn, app.tenant_id(conn), campaign_ref)
+        campaign_id = app.campaign_id(conn, campaign_ref)
         if not yes:
             if not sys.stdin.isatty():
                 raise InputError(f"cancelling campaign {campaign_id} cannot be undone: pass --yes to confirm")
@@ -331,12 +327,11 @@ def retry(app: App, campaign_ref: str, transient_only: bool, everything: bool) -
       dispara campaign retry black-friday --transient-only
     """
     from dispara.campaigns import control
-    from dispara.status import resolve
 
     if transient_only and everything:
         raise click.UsageError("--transient-only and --all exclude each other")
     scope = "transient" if transient_only else "all" if everything else "default"
     with app.connect() as conn:
-        campaign_id = resolve(conn, app.tenant_id(conn), campaign_ref)
+        campaign_id = app.campaign_id(conn, campaign_ref)
         count = control.retry(conn, campaign_id, scope=scope)
     click.echo(f"{count:,} failed messages of campaign {campaign_id} queued again")

@@ -32,8 +32,7 @@ def status(app: App, campaign_ref: str, as_json: bool) -> None:
     from dispara import status as core
 
     with app.connect() as conn:
-        tenant = app.tenant_id(conn)
-        snap = core.snapshot(conn, tenant, core.resolve(conn, tenant, campaign_ref))
+        snap = core.snapshot(conn, app.tenant_id(conn), app.campaign_id(conn, campaign_ref))
     if as_json:
         click.echo(json.dumps(snap.as_json(), ensure_ascii=False, indent=2))
         return
@@ -65,12 +64,11 @@ def watch(app: App, campaign_ref: str, interval: float) -> None:
 
 def follow(app: App, campaign_ref: str, *, interval: float = 2.0) -> int:
     """Follow until the campaign finishes; the exit code `watch` uses."""
-    from dispara import status as core
     from dispara.watching import watch_campaign
 
     with app.connect(autocommit=True) as conn:
         tenant = app.tenant_id(conn)
-        campaign_id = core.resolve(conn, tenant, campaign_ref)
+        campaign_id = app.campaign_id(conn, campaign_ref)
         if sys.stdout.isatty():
             final = _follow_live(app, tenant, campaign_id, interval)
         else:

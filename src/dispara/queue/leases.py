@@ -32,30 +32,12 @@ def reset_expired(conn: Connection, *, tenant_id: UUID, worker: str, lease_s: fl
     params = {"tenant_id": tenant_id, "worker": worker, "lease_s": lease_s}
     result = ResetResult()
     for row in conn.execute(q("queue_reset_expired_jobs"), params).fetchall():
-        job_id, instance, payload, attempts, max_attempts, campaign_id, message_id, started_at, status = row
+        *job, status = row
         if status == "pending":
             result.jobs += 1
             continue
-        result.exhausted.append(
-            ClaimedJob(
-                id=job_id,
-                instance=instance,
-                payload=payload if isinstance(payload, dict) else {},
-                attempts=attempts,
-                max_attempts=max_attempts,
-                campaign_id=campaign_id,
-                message_id=message_id,
-                started_at=started_at,
-                delay_min=0.0,
-                delay_max=0.0,
-                message_status=None,
-                phone=None,
-                content=None,
-                message_type=None,
-                media_url=None,
-                file_name=None,
-            )
-        )
+        # Same columns as a claim's job row (no message, no pacing): one constructor for both.
+        result.exhausted.append(ClaimedJob.from_rows(("j", *job, 0.0, 0.0), None))
     result.instances = conn.execute(q("queue_reset_expired_instances"), params).rowcount
     return result
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
@@ -13,16 +12,6 @@ from dispara.queue.complete import apply_batch
 from dispara.queue.model import Outcome, RunEnd
 from tests.helpers import run_cli
 from tests.integration.queue.conftest import Conn, Seeded, campaign_state, job_rows, scalar, seed_campaign
-
-
-@pytest.fixture
-def env_db(monkeypatch: pytest.MonkeyPatch, db_dsn: str, tmp_path: Path) -> str:
-    monkeypatch.setenv("DATABASE_URL", db_dsn)
-    monkeypatch.setenv("DISPARA_DATA_DIR", str(tmp_path / "data"))
-    for name in ("DISPARA_CONFIG", "EVOLUTION_API_URL", "EVOLUTION_API_KEY", "JOB_WEBHOOK", "DISPARA_TENANT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    return db_dsn
 
 
 def finish(conn: Conn, s: Seeded, outcomes: dict[int, str]) -> None:
