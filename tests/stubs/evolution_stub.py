@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -43,6 +44,7 @@ _UNLOADED_FIELD = {
     "sendWhatsAppAudio": "audioWhatsapp",
 }
 _MESSAGE_TYPES = {"image": "imageMessage", "video": "videoMessage", "document": "documentMessage"}
+_HANG_UP = 0  # the status recorded for a request the stub closed the connection on without answering
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ class Behaviour:
     license_gate: bool = False  # 2.4.0 not activated: 503 LICENSE_REQUIRED on every route
     honour_delay: bool = False  # sleep `delay` ms like the real server (off: answer at once)
     latency_s: float = 0.0
+    hang_up: set[str] = field(default_factory=set)  # number -> read and record the send, close, no reply
+    keepalive_timeout_s: float = 0.0  # close a connection idle this long between requests (0: never)
 
 
 _LICENSE_REQUIRED = {
@@ -141,7 +145,10 @@ class EvolutionStub:
         license_gate: bool = False,
         honour_delay: bool = False,
         latency_s: float = 0.0,
+        hang_up: Iterable[str] = (),
+        keepalive_timeout_s: float = 0.0,
         max_records: int = 200_000,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.behaviour = Behaviour(
             api_key=api_key,
@@ -154,7 +161,10 @@ class EvolutionStub:
             license_gate=license_gate,
             honour_delay=honour_delay,
             latency_s=latency_s,
+            hang_up=set(hang_up),
+            keepalive_timeout_s=keepalive_timeout_s,
         )
+        self._ssl = ssl_context  # serve HTTPS with it (the URL then starts with https://)
         self.lock = threading.Lock()
         self._records: deque[RecordedRequest] = deque(maxlen=max_records)  # bounded memory on long benchmarks
         self._requested_port = port
@@ -171,7 +181,7 @@ class EvolutionStub:
     def url(self) -> str:
         if self._port is None:
             raise RuntimeError("stub not started")
-        return f"http://{HOST}:{self._port}"
+        return f"{'https' if self._ssl else 'http'}://{HOST}:{self._port}"
 
     def start(self) -> EvolutionStub:
         ready = threading.Event()
@@ -230,7 +240,7 @@ class EvolutionStub:
                     tasks.discard(task)
 
         server = await asyncio.start_server(
-            on_connect, HOST, self._requested_port, backlog=1024, limit=MAX_HEADER_BYTES
+            on_connect, HOST, self._requested_port, backlog=1024, limit=MAX_HEADER_BYTES, ssl=self._ssl
         )
         self._port = server.sockets[0].getsockname()[1]
         ready.set()
@@ -264,12 +274,14 @@ class EvolutionStub:
 
     # ---- HTTP ------------------------------------------------------------------------------------------
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served = 0
         try:
             while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                # Like Node's keepAliveTimeout, the idle limit applies only between requests.
+                head = await self._next_head(reader, self.behaviour.keepalive_timeout_s if served else 0.0)
+                if head is None:
                     return
+                served += 1
                 lines = head.decode("latin-1").split("\r\n")
                 try:
                     method, target, version = lines[0].split(" ", 2)
@@ -294,6 +306,8 @@ class EvolutionStub:
                     return
                 raw = await reader.readexactly(length) if length else b""
                 status, payload = await self._handle(method, target, headers, raw)
+                if status == _HANG_UP:
+                    return
                 await self._write(writer, status, payload, keep_alive)
                 if not keep_alive:
                     return
@@ -301,6 +315,16 @@ class EvolutionStub:
             return
         finally:
             writer.close()
+
+    @staticmethod
+    async def _next_head(reader: asyncio.StreamReader, idle_limit: float) -> bytes | None:
+        """The next request head, or None when the client went away or stayed idle past `idle_limit`."""
+        try:
+            if idle_limit > 0:
+                return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), idle_limit)
+            return await reader.readuntil(b"\r\n\r\n")
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            return None
 
     @staticmethod
     async def _write(writer: asyncio.StreamWriter, status: int, payload: Any, keep_alive: bool) -> None:
@@ -378,6 +402,8 @@ class EvolutionStub:
             )
         if instance in b.closed_at_send:
             return 400, _envelope(400, ["Error: Connection Closed"])
+        if number in b.hang_up:
+            return _HANG_UP, None
         if b.fail_first.get(number, 0) > 0:
             b.fail_first[number] -= 1
             return 500, _envelope(500, "Internal Server Error (stub: fail_first)")

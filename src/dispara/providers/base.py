@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from dispara.errors import ExitCode, TransientServiceError
+from dispara.errors import ExitCode, PermanentServiceError, TransientServiceError
 
 MessageType = Literal["text", "image", "video", "document", "audio"]
 InstanceState = Literal["open", "close", "connecting", "unknown"]
@@ -93,3 +93,17 @@ class ServerNotActivatedError(InstanceUnavailableError):
 
     def __init__(self, message: str, *, instance: str, status: int | None = 503) -> None:
         super().__init__(message, instance=instance, status=status, permanent=True)
+
+
+class NotOnWhatsAppError(PermanentServiceError):
+    """The number has no WhatsApp account (Evolution's 400 `exists:false`): fail the message, never retry it.
+
+    `not_on_whatsapp` is what the worker looks for to record the failure as "not_on_whatsapp";
+    `number` is the number as the server reported it (or as sent, if it reported none).
+    """
+
+    not_on_whatsapp = True
+
+    def __init__(self, message: str, *, number: str | None = None, status: int | None = 400) -> None:
+        super().__init__(message, status=status)
+        self.number = number

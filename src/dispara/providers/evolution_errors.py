@@ -16,6 +16,7 @@ import httpx
 from dispara.errors import ExitCode, PermanentServiceError, ServiceError, TransientServiceError
 from dispara.providers.base import (
     InstanceUnavailableError,
+    NotOnWhatsAppError,
     ServerNotActivatedError,
     UnknownInstanceError,
 )
@@ -180,10 +181,8 @@ def classify_response(
     if status == 400:
         missing = _not_on_whatsapp(body)
         if missing is not None:
-            shown = missing.get("number") or number or "?"
-            return PermanentServiceError(
-                f"number {_redact(str(shown), secret)} is not on WhatsApp", status=400
-            )
+            shown = _redact(str(missing.get("number") or number or "?"), secret)
+            return NotOnWhatsAppError(f"number {shown} is not on WhatsApp", number=shown, status=400)
         if any(marker in lowered for marker in _TRANSIENT_400_MARKERS):
             return TransientServiceError(f"Evolution: {_strip_error_prefix(text)} (HTTP 400)", status=400)
         if 'requires property "textmessage"' in lowered or 'requires property "mediamessage"' in lowered:

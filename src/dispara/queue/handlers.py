@@ -88,7 +88,7 @@ def failure(job: ClaimedJob, exc: BaseException, policy: WorkerConfig = DEFAULT_
 
 
 def _not_on_whatsapp(exc: BaseException) -> bool:
-    # No dedicated provider class yet; its text for a 400 exists:false is "number N is not on WhatsApp".
+    # NotOnWhatsAppError carries the flag; the text check covers errors from other senders.
     return bool(getattr(exc, "not_on_whatsapp", False)) or "is not on WhatsApp" in str(exc)
 
 

@@ -13,6 +13,7 @@ from pytest_httpx import HTTPXMock
 from dispara.errors import ExitCode, PermanentServiceError, ServiceError, TransientServiceError
 from dispara.providers.base import (
     InstanceUnavailableError,
+    NotOnWhatsAppError,
     OutgoingMessage,
     ServerNotActivatedError,
     UnknownInstanceError,
@@ -56,7 +57,8 @@ def test_number_not_on_whatsapp_is_permanent_and_named(
         400, [{"jid": "5511999990000@s.whatsapp.net", "exists": False, "number": "5511999990000", "name": ""}]
     )
     exc = send_error(httpx_mock, sender, 400, json=body)
-    assert type(exc) is PermanentServiceError
+    assert type(exc) is NotOnWhatsAppError and isinstance(exc, PermanentServiceError)
+    assert exc.not_on_whatsapp is True and exc.number == "5511999990000"
     assert not exc.transient
     assert exc.status == 400
     assert str(exc) == "number 5511999990000 is not on WhatsApp"
