@@ -30,10 +30,10 @@ from dispara.db.queries import q
 from dispara.errors import DatabaseError, DisparaError, ServiceError
 from dispara.providers import health
 from dispara.providers.evolution_errors import one_line
+from dispara.providers.outbox import outbox_path
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
-    "OUTBOX_FILE",
     "RECENT_DAYS",
     "CheckResult",
     "TenantData",
@@ -47,8 +47,6 @@ Status = Literal["ok", "fail", "skipped"]
 DEFAULT_TIMEOUT_S: Final = health.DEFAULT_TIMEOUT_S
 RECENT_DAYS: Final = 30
 """Instances of campaigns created in this many days are checked (plus every row of `instances`)."""
-OUTBOX_FILE: Final = "outbox.jsonl"
-"""The outbox file under the data dir, as the worker names it (`dispara.queue.worker.OUTBOX_FILE`)."""
 MAX_INSTANCE_CHECKS_AT_ONCE: Final = 32
 
 
@@ -209,7 +207,7 @@ def _evolution(ctx: _Context) -> list[CheckResult]:
 
     evo = ctx.settings.evolution
     if not evo.url:
-        outbox = ctx.settings.data_dir / OUTBOX_FILE
+        outbox = outbox_path(ctx.settings.data_dir)
         return [_skipped("evolution", f"Evolution not configured: messages go to the outbox file {outbox}")]
     if not evo.api_key:
         detail = f"{public_url(evo.url)}: EVOLUTION_API_URL is set but EVOLUTION_API_KEY is not"

@@ -17,6 +17,11 @@ from dispara.errors import TransientServiceError
 from dispara.providers.base import InstanceState, OutgoingMessage, SendResult
 
 
+def outbox_path(data_dir: Path) -> Path:
+    """Where the outbox lives under the data dir: the worker writes it, doctor and the docs point at it."""
+    return data_dir / "outbox.jsonl"
+
+
 class OutboxSender:
     """A `Sender` that appends each message to `path` and reports it as sent, clearly labelled as such."""
 

@@ -33,7 +33,6 @@ from dispara.tenants import tenant_id as lookup_tenant
 
 log = logging.getLogger("dispara.worker")
 
-OUTBOX_FILE = "outbox.jsonl"
 WEBHOOK_REFRESH_S = 30.0  # how soon a changed JOB_WEBHOOK tenant setting is picked up
 WEBHOOK_DRAIN_S = 5.0  # how long a stopping worker waits for queued webhook deliveries
 MAX_WAIT_S = 0.25  # longest sleep between looks at the stop flag
@@ -66,9 +65,9 @@ def make_sender(settings: Settings, concurrency: int) -> Sender:
     """EvolutionSender when an Evolution URL is set, else the outbox file under the data dir."""
     evolution = settings.evolution
     if not evolution.url:
-        from dispara.providers.outbox import OutboxSender
+        from dispara.providers.outbox import OutboxSender, outbox_path
 
-        return OutboxSender(settings.data_dir / OUTBOX_FILE)
+        return OutboxSender(outbox_path(settings.data_dir))
     from dispara.providers.evolution import EvolutionSender
 
     return EvolutionSender(
