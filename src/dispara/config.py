@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dispara.errors import ConfigError
+from dispara.redact import mask_secret, mask_url
 
 APP_NAME = "dispara"
 
@@ -78,13 +79,15 @@ class WorkerConfig(_Section):
     concurrency: int = Field(4, ge=1, le=256)
     batch_size: int = Field(100, ge=1, le=10_000)
     poll_interval_s: float = Field(1.0, gt=0)
-    lease_s: float = Field(60.0, gt=0)
+    lease_s: float = Field(15.0, gt=0)
     grace_s: float = Field(10.0, ge=0)
-    retry_base_s: float = Field(5.0, gt=0)
+    retry_base_s: float = Field(15.0, gt=0)
     retry_cap_s: float = Field(600.0, gt=0)
-    pause_base_s: float = Field(30.0, gt=0)
+    pause_base_s: float = Field(2.0, gt=0)
     pause_cap_s: float = Field(900.0, gt=0)
+    unreachable_cap_s: float = Field(60.0, gt=0)
     pause_campaign_after: int = Field(20, ge=1)
+    max_lease_expiries: int = Field(3, ge=1)
     once_horizon_s: float = Field(30.0, ge=0)
     retention_days: int = Field(30, ge=0)
 
@@ -265,27 +268,17 @@ def load_config(
 
 
 def mask(key: str, value: Any) -> str:
-    """A value as it may be shown to a person: secrets as ****abcd, passwords cut out of URLs."""
+    """A value as it may be shown to a person: secrets as ****abcd, credentials cut out of URLs."""
     if value is None:
         return "-"
     text = str(value)
     if key in SECRET_KEYS:
-        return f"****{text[-4:]}" if len(text) > 12 else "****"
-    if key == "database_url":
-        return mask_dsn(text)
+        return mask_secret(text)
+    if key == "database_url" or key.endswith("url") or "://" in text:
+        return mask_url(text)
     return text
 
 
 def mask_dsn(dsn: str) -> str:
-    """A connection string with its password replaced by ****."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(dsn)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":****@", 1)
-        return urlunsplit(parts._replace(netloc=netloc))
-    if "password=" in dsn:
-        import re
-
-        return re.sub(r"password=\S+", "password=****", dsn)
-    return dsn
+    """A connection string with its password (and any credential in its query) replaced by ****."""
+    return mask_url(dsn)

@@ -31,6 +31,7 @@ from dispara.errors import DatabaseError, DisparaError, ServiceError
 from dispara.providers import health
 from dispara.providers.evolution_errors import one_line
 from dispara.providers.outbox import outbox_path
+from dispara.redact import scrub
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -203,7 +204,8 @@ def _outcome(name: str, future: Future[str]) -> CheckResult:
 
 def _evolution(ctx: _Context) -> list[CheckResult]:
     from dispara.errors import ConfigError
-    from dispara.providers.evolution import EvolutionSender, public_url
+    from dispara.providers.evolution import EvolutionSender
+    from dispara.redact import public_url
 
     evo = ctx.settings.evolution
     if not evo.url:
@@ -381,9 +383,7 @@ def _secrets(settings: Settings, tenant: TenantData | None) -> list[str]:
 
 def _redact(results: list[CheckResult], secrets: list[str]) -> list[CheckResult]:
     def clean(text: str) -> str:
-        for secret in secrets:
-            text = text.replace(secret, "****")
-        return text
+        return scrub(text, secrets)
 
     return [CheckResult(r.name, r.status, clean(r.detail), clean(r.hint), r.database) for r in results]
 

@@ -8,6 +8,7 @@ from uuid import UUID
 from dispara.db import Connection
 from dispara.db.queries import q
 from dispara.errors import InputError, NotFoundError
+from dispara.redact import mask_secret, mask_url
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,8 @@ def check_key(key: str) -> str:
 
 def mask_value(key: str, value: str) -> str:
     if KNOWN.get(key, Known("", secret=True)).secret:
-        return f"****{value[-4:]}" if len(value) > 12 else "****"
-    return value
+        return mask_secret(value)
+    return mask_url(value) if "://" in value else value
 
 
 def set_value(conn: Connection, tenant: UUID, key: str, value: str) -> None:

@@ -96,6 +96,35 @@ def test_killed_worker_is_taken_over_after_its_lease_expires(
     assert scalar(conn, "SELECT count(*) FROM jobs WHERE status <> 'completed'") == 0
 
 
+def test_sigkill_with_no_retries_fails_nothing_that_was_not_tried(
+    conn: Conn, cli_env: dict[str, str], tmp_path: Path, stub: EvolutionStub
+) -> None:
+    # retries: 0 and a claimed run of 10 per instance: before, one kill failed every claimed message.
+    stub.configure(latency_s=0.05)
+    s = seed_campaign(conn, 200, instances=["a", "b", "c", "d"], retries=0)
+    env = evolution_env(cli_env, stub)
+    cfg = str(config(tmp_path))
+    for _kill in range(3):
+        victim = spawn(env, "--config", cfg, "worker")
+        try:
+            before = len(stub.sends())
+            wait_for(lambda b=before: len(stub.sends()) >= b + 8, timeout=60, what="some sends")  # type: ignore[misc]
+        finally:
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(10)
+    stub.configure(latency_s=0.0)
+    rescue = run_subprocess(env, "--config", cfg, "redrive", "--max-seconds", "60")
+    assert rescue.code == 0, rescue.err
+    accepted = stub.accepted_numbers()
+    assert set(accepted) == set(s.phones)
+    # What may go out twice per instance and kill: the send on the wire, and one whose reply came in the
+    # last few milliseconds before the kill, before its outcome was committed (the completer's batch).
+    assert sum(accepted.values()) - len(s.phones) <= 3 * 4 * 2
+    state = campaign_state(conn, s.campaign_id)
+    assert state["messages"] == {"sent": 200}
+    assert (state["status"], state["sent_count"], state["failed_count"]) == ("completed", 200, 0)
+
+
 def test_sigterm_finishes_in_flight_sends_and_puts_the_rest_back(
     conn: Conn, cli_env: dict[str, str], tmp_path: Path, stub: EvolutionStub
 ) -> None:

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -216,6 +216,16 @@ class EvolutionStub:
             self._thread.join(10)
             self._thread = None
 
+    def down(self) -> None:
+        """Stop accepting connections (refused), keeping the port for `up()`."""
+        port = self._port
+        self.stop()
+        self._requested_port = port or 0
+
+    def up(self) -> None:
+        """Listen again on the same port."""
+        self.start()
+
     def __enter__(self) -> EvolutionStub:
         return self.start()
 
@@ -258,6 +268,11 @@ class EvolutionStub:
 
     def sends(self, *, ok_only: bool = True) -> list[RecordedRequest]:
         return [r for r in self.requests() if r.route in _SEND_ROUTES and (r.status == 201 or not ok_only)]
+
+    def accepted_numbers(self) -> Counter[str]:
+        """How many accepted (201) sends each number got: a count above 1 is a duplicate."""
+        sends = self.sends()
+        return Counter(r.body["number"] for r in sends if isinstance(r.body, dict) and "number" in r.body)
 
     def reset(self) -> None:
         with self.lock:

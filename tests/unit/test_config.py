@@ -125,3 +125,34 @@ def test_example_config_documents_every_key() -> None:
     expected = dict(_flatten(Settings(data_dir=Path("/x")).model_dump()))
     assert set(documented) == set(expected)
     load_config(config_file=str(example), env={})  # and it is valid as written
+
+
+def test_credentials_inside_urls_are_masked_everywhere_a_url_is_shown() -> None:
+    from dispara.config import mask
+
+    url = "https://admin:hunter22@evo.example.com:8443/base?token=tok-123456&region=br"
+    shown = mask("evolution.url", url)
+    assert "hunter22" not in shown and "tok-123456" not in shown
+    assert shown == "https://admin:****@evo.example.com:8443/base?token=****&region=br"
+    assert mask("webhook.url", "https://hooks.example.com/x?apikey=abcd1234") == (
+        "https://hooks.example.com/x?apikey=****"
+    )
+    dsn = "postgresql://app:s3cret@db.example.com:5432/app?sslmode=require"
+    assert mask("database_url", dsn) == "postgresql://app:****@db.example.com:5432/app?sslmode=require"
+
+
+def test_config_show_masks_urls_in_text_and_json(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.helpers import run_cli
+
+    monkeypatch.setenv("EVOLUTION_API_URL", "https://u:pa55word@evo.example.com/?token=t0k3n-xyz")
+    monkeypatch.setenv("JOB_WEBHOOK", "https://hooks.example.com/in?secret=w3bh00k-sec")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    for args in (["config", "show"], ["config", "show", "--json"]):
+        result = run_cli(capsys, *args)
+        assert result.code == 0, result.err
+        assert "evo.example.com" in result.out
+        for secret in ("pa55word", "t0k3n-xyz", "w3bh00k-sec"):
+            assert secret not in result.out + result.err

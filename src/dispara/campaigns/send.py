@@ -10,7 +10,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -20,6 +20,7 @@ from dispara.campaigns.model import Campaign, load_campaign
 from dispara.campaigns.prepare import Message, Report, prepare
 from dispara.campaigns.schedule import SendWindow, first_send_at
 from dispara.db import Connection
+from dispara.db.clock import db_now
 from dispara.errors import InputError
 
 PREVIEW_SIZE = 5
@@ -115,7 +116,7 @@ def send_campaign(
     key = idempotency_key(campaign, limit, new=new)
     if not dry_run and (existing := store.find_by_key(conn, tenant_id, key)):
         return SendOutcome(campaign, Report(), record=existing)
-    start = _start_time(campaign, datetime.now(UTC))
+    start = _start_time(campaign, db_now(conn))
     outcome = SendOutcome(campaign, Report(), dry_run=dry_run, scheduled_for=start)
     optouts = store.optouts(conn, tenant_id)
     conn.commit()  # the opt-out read should not hold a snapshot across the long write below

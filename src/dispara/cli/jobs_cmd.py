@@ -109,6 +109,11 @@ def show(app: App, job_id: int, as_json: bool) -> None:
     click.echo(json.dumps(job.payload, ensure_ascii=False, indent=2))
     click.echo("result:")
     click.echo(json.dumps(job.result, ensure_ascii=False, indent=2) if job.result is not None else "-")
+    click.echo("webhooks:" + ("" if job.webhooks else " -"))
+    for hook in job.webhooks:
+        when = f"delivered {_when(hook['delivered_at'])}" if hook["delivered_at"] else hook["status"]
+        error = f": {hook['last_error']}" if hook["last_error"] else ""
+        click.echo(f"  {hook['event']:<11} {when}, {hook['attempts']} attempt(s){error}")
 
 
 @jobs.command()

@@ -14,6 +14,7 @@ import click
 from dispara.cli.app import App, pass_app
 
 if TYPE_CHECKING:
+    from dispara.queue.leases import Left
     from dispara.queue.worker import WorkerSummary
 
 
@@ -93,6 +94,14 @@ def worker(app: App, concurrency: int | None, once: bool, max_seconds: float | N
             notice=lambda text: click.echo(text, err=True),
         )
     click.echo(f"worker: {_outcomes(summary)} in {summary.elapsed_s:.1f}s")
+    _echo_left(summary.left)
+
+
+def _echo_left(left: list[Left]) -> None:
+    """With --once: what is still queued and why, so an early exit is never silent."""
+    for group in left:
+        until = f" (until {group.until.isoformat(timespec='seconds')})" if group.until else ""
+        click.echo(f"left: {_plural(group.jobs, 'job')} queued: {group.reason}{until}")
 
 
 @click.command()
@@ -125,3 +134,4 @@ def redrive(app: App, max_seconds: float) -> None:
         f"{report.summary.sent} sent, "
         f"{report.summary.failed} failed in {report.elapsed_s:.1f}s"
     )
+    _echo_left(report.summary.left)

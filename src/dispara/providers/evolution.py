@@ -13,7 +13,7 @@ import posixpath
 import threading
 import urllib.request
 from typing import Any, TypeAlias
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 
@@ -26,6 +26,7 @@ from dispara.providers.evolution_errors import (
     parse_json,
 )
 from dispara.providers.http1 import Http1Client, Reply
+from dispara.redact import public_url
 
 _Response: TypeAlias = httpx.Response | Reply  # a Reply only for a 2xx without Content-Encoding
 
@@ -36,16 +37,6 @@ _STATES: dict[str, InstanceState] = {
     "connecting": "connecting",
     "refused": "close",  # allowed by the server's type, means "not connected" to us
 }
-
-
-def public_url(url: str) -> str:
-    """The URL without user:password, query or fragment, safe to print in labels and logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
 def media_file_name(msg: OutgoingMessage) -> str:
@@ -279,7 +270,7 @@ class EvolutionSender:
         try:
             reply = http1.request(method, prefix, content)
         except httpx.TransportError as exc:
-            raise classify_transport_error(exc, what=what, secret=self._api_key) from None
+            raise classify_transport_error(exc, what=what, secret=self._api_key, instance=instance) from None
         if 200 <= reply.status < 300 and reply.header(b"content-encoding") is None:
             return reply
         response = _to_httpx(reply, httpx.Request(method, self._url(path)))
@@ -307,7 +298,9 @@ class EvolutionSender:
             finally:
                 response.close()
         except httpx.TransportError as exc:
-            raise classify_transport_error(exc, what=f"{method} {path}", secret=self._api_key) from None
+            raise classify_transport_error(
+                exc, what=f"{method} {path}", secret=self._api_key, instance=instance
+            ) from None
         if response.is_success:
             return response
         raise classify_response(response, instance=instance, number=number, secret=self._api_key)

@@ -13,18 +13,23 @@ from typing import Any
 
 import httpx
 
-from dispara.errors import ExitCode, PermanentServiceError, ServiceError, TransientServiceError
+from dispara.errors import PermanentServiceError, ServiceError, TransientServiceError
 from dispara.providers.base import (
+    CredentialsRejectedError,
     InstanceUnavailableError,
     NotOnWhatsAppError,
     ServerNotActivatedError,
+    ServerUnreachableError,
     UnknownInstanceError,
 )
+from dispara.redact import scrub
 
 MAX_TEXT = 300  # server text is quoted in one-line messages and stored in message_logs.error_message
 
 # 408 and 425 say "try again"; 429 is WhatsApp/proxy rate limiting. Every other 4xx is the request's fault.
 _TRANSIENT_4XX = frozenset({408, 425, 429})
+# What a reverse proxy answers, with a page of its own, when the server behind it is down.
+_PROXY_ERRORS = frozenset({502, 503, 504})
 # Substrings of a 400 `["Error: ..."]` that are Baileys/WhatsApp hiccups, not a bad message (contract §8).
 _TRANSIENT_400_MARKERS = ("rate-overlimit", "timed out")
 _UNKNOWN_INSTANCE = re.compile(r'instance does not exist|^Instance ".*" not found', re.IGNORECASE)
@@ -33,10 +38,8 @@ _TAG = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
 
 
-class ApiKeyRejectedError(PermanentServiceError):
+class ApiKeyRejectedError(CredentialsRejectedError):
     """401 from Evolution: every message on that server would fail the same way, so it is a config error."""
-
-    exit_code = ExitCode.CONFIG
 
 
 def one_line(text: str, limit: int = MAX_TEXT) -> str:
@@ -106,7 +109,7 @@ def _describe_non_json(response: httpx.Response) -> str:
 
 def _redact(text: str, secret: str) -> str:
     # Belt and braces: a server or proxy that echoes the request headers must not leak the key.
-    return text.replace(secret, "***") if secret else text
+    return scrub(text, [secret])
 
 
 def error_text(body: Any, response: httpx.Response) -> str:
@@ -146,7 +149,9 @@ def classify_response(
     lowered = text.lower()
 
     if status == 401:
-        return ApiKeyRejectedError("Evolution API key rejected (401)", status=401)
+        return ApiKeyRejectedError(
+            "Evolution API key rejected (401): check EVOLUTION_API_KEY", instance=instance, status=401
+        )
     if status == 503 and isinstance(body, dict) and body.get("code") == "LICENSE_REQUIRED":
         register = body.get("register_url")
         hint = f"; register at {_redact(str(register), secret)}" if isinstance(register, str) else ""
@@ -191,9 +196,7 @@ def classify_response(
             f"Evolution rejected the message: {_strip_error_prefix(text)}", status=400
         )
     if status in _TRANSIENT_4XX or status >= 500:
-        return TransientServiceError(
-            f"Evolution answered HTTP {status}: {text}", status=status, retry_after=retry_after
-        )
+        return _transient(status, body, text, retry_after, instance)
     if 300 <= status < 400:
         where = _redact(response.headers.get("location", "?"), secret)
         return PermanentServiceError(
@@ -203,14 +206,37 @@ def classify_response(
     return PermanentServiceError(f"Evolution refused the request (HTTP {status}): {text}", status=status)
 
 
+def _transient(
+    status: int, body: Any, text: str, retry_after: float | None, instance: str
+) -> TransientServiceError:
+    if status in _PROXY_ERRORS and not isinstance(body, dict):
+        # A proxy's own page (nginx, a load balancer): Evolution behind it is down, nothing was sent.
+        return ServerUnreachableError(
+            f"Evolution is unreachable behind its proxy (HTTP {status}: {text})",
+            instance=instance,
+            status=status,
+            retry_after=retry_after,
+        )
+    return TransientServiceError(
+        f"Evolution answered HTTP {status}: {text}", status=status, retry_after=retry_after
+    )
+
+
 def _strip_error_prefix(text: str) -> str:
     # The send `catch` wraps every failure as "Error: <text>"; the prefix adds nothing for a reader.
     return re.sub(r"(^|; )Error: ", r"\1", text)
 
 
-def classify_transport_error(exc: httpx.TransportError, *, what: str, secret: str) -> TransientServiceError:
-    """Network failure or timeout: always worth retrying (a timed-out send may still have gone out)."""
+def classify_transport_error(
+    exc: httpx.TransportError, *, what: str, secret: str, instance: str | None = None
+) -> TransientServiceError:
+    """Network failure or timeout. A failure to connect (refused, DNS, TLS) means the request never left:
+    for a send that is `ServerUnreachableError`, which spends no attempt. A timeout or a connection lost
+    mid-request is an ordinary transient error: the send may have gone out.
+    """
     detail = _redact(one_line(str(exc) or type(exc).__name__, 160), secret)
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
         return TransientServiceError(f"Evolution timed out on {what} ({type(exc).__name__})")
+    if instance is not None and isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return ServerUnreachableError(f"cannot reach Evolution for {what}: {detail}", instance=instance)
     return TransientServiceError(f"cannot reach Evolution for {what}: {detail}")

@@ -25,9 +25,9 @@ from dispara.providers.base import (
     InstanceUnavailableError,
     Sender,
     ServerNotActivatedError,
+    ServerUnreachableError,
     UnknownInstanceError,
 )
-from dispara.providers.evolution import public_url
 from dispara.providers.evolution_errors import (
     ApiKeyRejectedError,
     classify_response,
@@ -36,6 +36,7 @@ from dispara.providers.evolution_errors import (
     parse_json,
 )
 from dispara.providers.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, job_event, sign
+from dispara.redact import public_url
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -181,6 +182,8 @@ def check_evolution_instance(sender: Sender, instance: str) -> str:
         raise CheckFailed(
             str(exc), hint="activate the Evolution server (2.4 licence gate)", status=503
         ) from None
+    except ServerUnreachableError as exc:
+        raise CheckFailed(str(exc), hint=EVOLUTION_URL_HINT, status=exc.status, transient=True) from None
     except InstanceUnavailableError as exc:
         raise CheckFailed(
             str(exc), hint="restart the instance in the Evolution manager", status=exc.status, transient=True

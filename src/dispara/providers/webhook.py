@@ -25,7 +25,7 @@ from tenacity import (
 )
 
 import dispara
-from dispara.providers.evolution import public_url
+from dispara.redact import public_url
 
 log = logging.getLogger("dispara.webhook")
 
@@ -126,7 +126,13 @@ class WebhookNotifier:
         self._client.close()
 
     def notify(self, event: Mapping[str, Any]) -> bool:
-        """Deliver one event; True on a 2xx. Retries network errors, timeouts, 429 and 5xx with backoff."""
+        """Deliver one event; True on a 2xx."""
+        return self.deliver(event) is None
+
+    def deliver(self, event: Mapping[str, Any]) -> str | None:
+        """Deliver one event: None on a 2xx, else why not (no secret in it). Retries network errors,
+        timeouts, 429 and 5xx a few times with a short backoff.
+        """
         # Serialise once: the signature covers these exact bytes, whatever the receiver's JSON parser does.
         body = json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str).encode()
         retrying = Retrying(
@@ -144,7 +150,7 @@ class WebhookNotifier:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         else:
             if 200 <= status < 300:
-                return True
+                return None
             reason = f"HTTP {status}, not retried"
         tries = retrying.statistics.get("attempt_number", 1)
         return self._failed(reason, tries)
@@ -161,9 +167,9 @@ class WebhookNotifier:
             raise _RetryableStatus(response.status_code)
         return response.status_code
 
-    def _failed(self, reason: str, tries: int) -> bool:
+    def _failed(self, reason: str, tries: int) -> str:
         text = reason.replace(self._secret, "***") if self._secret else reason
         if self.url and self.url != public_url(self.url):
             text = text.replace(self.url, public_url(self.url))
         log.warning("%s: delivery failed after %d attempt(s): %s", self.label, tries, text)
-        return False
+        return text

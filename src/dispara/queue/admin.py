@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
+
+from psycopg.rows import dict_row
 
 from dispara.db import Connection
 from dispara.db.queries import q
@@ -70,6 +72,7 @@ class JobDetail:
     campaign_name: str | None
     message_status: str | None
     phone: str | None
+    webhooks: list[dict[str, Any]] = field(default_factory=list)  # its events and their delivery state
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -108,7 +111,9 @@ def show_job(conn: Connection, tenant_id: UUID, job_id: int) -> JobDetail:
     row = conn.execute(q("jobs_show"), {"tenant_id": tenant_id, "id": job_id}).fetchone()
     if row is None:
         raise NotFoundError(f"job {job_id} not found")
-    return JobDetail(*row)
+    with conn.cursor(row_factory=dict_row) as cur:
+        webhooks = cur.execute(q("webhook_of_job"), {"job_id": job_id}).fetchall()
+    return replace(JobDetail(*row), webhooks=webhooks)
 
 
 def _status(conn: Connection, tenant_id: UUID, job_id: int) -> str:

@@ -13,20 +13,21 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from dispara.config import WorkerConfig
 from dispara.db import Connection
 from dispara.db.queries import q
-from dispara.queue.backoff import DEFAULT_POLICY
+from dispara.queue.backoff import DEFAULT_POLICY, RetryPolicy
 from dispara.queue.model import Finished, Outcome, RunEnd
 
-# kind -> (job status, attempts refunded, message status, retry_count increment)
+# kind -> (job status, attempts spent, message status, retry_count increment). An attempt is spent by a
+# try that was made, never by a claim: a job put back unsent (release, cancel) costs nothing.
 _EFFECTS: dict[str, tuple[str, int, str | None, int]] = {
-    "sent": ("completed", 0, "sent", 0),
-    "done": ("completed", 0, None, 0),
+    "sent": ("completed", 1, "sent", 0),
+    "done": ("completed", 1, None, 0),
     "skip": ("completed", 0, None, 0),
-    "failed": ("failed", 0, "failed", 0),
-    "retry": ("pending", 0, "queued", 1),
-    "release": ("pending", 1, "queued", 0),
+    "failed": ("failed", 1, "failed", 0),
+    "retry": ("pending", 1, "queued", 1),
+    "release": ("pending", 0, "queued", 0),
+    "cancel": ("cancelled", 0, "cancelled", 0),
 }
 
 
@@ -67,20 +68,23 @@ def _json(value: dict[str, Any] | None) -> str | None:
 
 def _job_params(worker: str, outcomes: Sequence[Outcome]) -> dict[str, Any]:
     cols: dict[str, list[Any]] = {
-        k: [] for k in ("job_ids", "job_status", "refund", "delay_s", "errors", "results", "kinds")
+        k: [] for k in ("job_ids", "job_status", "charge", "delay_s", "errors", "results", "kinds", "adopt")
     }
     for o in outcomes:
-        job_status, refund, _, _ = _EFFECTS[o.kind]
+        job_status, charge, _, _ = _EFFECTS[o.kind]
         result = o.result
         if o.kind == "sent" and result is None:
             result = {"key_id": o.key_id}
         cols["job_ids"].append(o.job.id)
         cols["job_status"].append(job_status)
-        cols["refund"].append(refund)
+        cols["charge"].append(charge)
         cols["delay_s"].append(float(o.delay_s))
         cols["errors"].append(_text(o.error))
         cols["results"].append(_json(result))
         cols["kinds"].append(o.error_kind if o.kind == "failed" else None)
+        # A message that went out is recorded even if its lease lapsed meanwhile (a long database outage)
+        # and the job went back to pending: otherwise it would be sent again.
+        cols["adopt"].append(o.kind == "sent")
     return {"worker": worker, **cols}
 
 
@@ -129,22 +133,20 @@ def _campaign_params(applied: Sequence[Outcome], moved: dict[int, str]) -> dict[
 
 
 def _instance_params(outcomes: Sequence[Outcome], ends: Sequence[RunEnd]) -> dict[str, list[Any]]:
-    acc: dict[str, list[Any]] = {}  # name -> [sent, failed, release, gap, pause, pause_min, reason]
+    acc: dict[str, list[Any]] = {}  # name -> [sent, failed, release, gap, pause_s, reason, streak, probe]
     for o in outcomes:
         if o.job.instance is None or o.kind not in ("sent", "failed"):
             continue
-        entry = acc.setdefault(o.job.instance, [0, 0, False, 0.0, False, 0.0, None])
+        entry = acc.setdefault(o.job.instance, [0, 0, False, 0.0, None, None, None, None])
         entry[0 if o.kind == "sent" else 1] += 1
     for end in ends:
-        entry = acc.setdefault(end.instance, [0, 0, False, 0.0, False, 0.0, None])
-        entry[2], entry[3] = True, end.gap_s
+        entry = acc.setdefault(end.instance, [0, 0, False, 0.0, None, None, None, None])
+        entry[2], entry[3], entry[6], entry[7] = True, end.gap_s, end.streak, end.probe
         if end.pause:
-            entry[4], entry[5], entry[6] = True, end.pause_min_s, _text(end.pause_reason)
+            entry[4], entry[5] = end.pause_s, _text(end.pause_reason)
     names = sorted(acc)
-    return {
-        key: [acc[n][i] for n in names]
-        for i, key in enumerate(("sent", "failed", "release", "gap_s", "pause", "pause_min_s", "reasons"))
-    } | {"names": names}
+    keys = ("sent", "failed", "release", "gap_s", "pause_s", "reasons", "streak", "probe")
+    return {key: [acc[n][i] for n in names] for i, key in enumerate(keys)} | {"names": names}
 
 
 def apply_batch(
@@ -154,7 +156,7 @@ def apply_batch(
     tenant_id: UUID,
     outcomes: Sequence[Outcome],
     ends: Sequence[RunEnd] = (),
-    policy: WorkerConfig = DEFAULT_POLICY,
+    policy: RetryPolicy = DEFAULT_POLICY,
 ) -> BatchResult:
     """Store outcomes and run ends in one transaction; report what changed."""
     result = BatchResult()
@@ -189,15 +191,16 @@ def apply_batch(
         # Effects on instances follow the sends that happened, even those whose lease was lost.
         pacing = _instance_params(outcomes, ends)
         if pacing["names"]:
-            conn.execute(
-                q("queue_instances_update"),
-                {
-                    **pacing,
-                    "worker": worker,
-                    "tenant_id": tenant_id,
-                    "pause_base_s": policy.pause_base_s,
-                    "pause_cap_s": policy.pause_cap_s,
-                },
-            )
+            conn.execute(q("queue_instances_update"), {**pacing, "worker": worker, "tenant_id": tenant_id})
             result.paused_instances = [e.instance for e in ends if e.pause]
+        result.campaigns += _halt(conn, tenant_id, ends)
     return result
+
+
+def _halt(conn: Connection, tenant_id: UUID, ends: Sequence[RunEnd]) -> list[CampaignChange]:
+    """Pause every running campaign of the tenant when its sender is misconfigured (a rejected key)."""
+    reason = next((e.halt_reason for e in ends if e.halt_reason), None)
+    if reason is None:
+        return []
+    rows = conn.execute(q("queue_halt_campaigns"), {"tenant_id": tenant_id, "reason": _text(reason)})
+    return [CampaignChange(*row) for row in rows]

@@ -7,12 +7,14 @@ import queue
 import time
 
 import psycopg
+from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential
 
 from dispara.db import Connection
 from dispara.db.connect import connect
 from dispara.errors import DatabaseError
+from dispara.queue import spool, webhooks
 from dispara.queue.complete import BatchResult, apply_batch
-from dispara.queue.model import Outcome, RunEnd
+from dispara.queue.model import ClaimedJob, Outcome, RunEnd, Started
 from dispara.queue.shared import Shared
 from dispara.queue.webhooks import JobEvents
 
@@ -20,14 +22,18 @@ log = logging.getLogger("dispara.worker")
 
 MAX_FLUSH = 2000  # outcomes per completion transaction
 FLUSH_INTERVAL_S = 0.025  # small batches are stored at most this often
-STORE_ATTEMPTS = 6  # tries to store a batch (about 6 s of backoff) before leaving it to lease expiry
 _TALLY_FIELD = {
     "sent": "sent",
     "failed": "failed",
     "retry": "retried",
     "release": "released",
     "skip": "skipped",
+    "cancel": "skipped",
 }
+
+
+class _Abandoned(Exception):
+    """The worker is exiting while the database is still unreachable."""
 
 
 class Completer:
@@ -47,7 +53,7 @@ class Completer:
         if self.conn is not None:
             self.conn.close()
 
-    def next_batch(self) -> tuple[list[Outcome | RunEnd], bool]:
+    def next_batch(self) -> tuple[list[Outcome | RunEnd | Started], bool]:
         """The next outcomes to store, and whether the stop sentinel was seen.
 
         Everything handed over since the previous flush goes into this one. Each flush costs a few round
@@ -73,41 +79,68 @@ class Completer:
         self.last_flush = time.monotonic()
         return items, False
 
-    def flush(self, items: list[Outcome | RunEnd]) -> None:
-        """Store a batch; what cannot be stored is redone by whoever takes its leases over."""
+    def flush(self, items: list[Outcome | RunEnd | Started]) -> None:
+        """Store a batch, however long the database takes to come back; spool it if the worker must exit."""
         outcomes = [i for i in items if isinstance(i, Outcome)]
         ends = [i for i in items if isinstance(i, RunEnd)]
-        result: BatchResult | None = None
+        started = [i.job for i in items if isinstance(i, Started)]
         try:
-            result = self.store(outcomes, ends)
-        except Exception:
-            log.exception(
-                "could not save %d outcome(s): they run again once their leases expire", len(outcomes)
-            )
-        self.shared.stored(len(outcomes))
-        if result is not None:
-            try:
-                self.record(result)
-            except Exception:  # counting and webhooks must never stop the completer
-                log.exception("bookkeeping of stored outcomes failed")
+            result = self.store(outcomes, ends, started)
+        except _Abandoned:
+            kept = [i for i in items if not isinstance(i, Started)]  # start events are not worth a spool
+            path = spool.write(self.shared.settings.data_dir, self.shared.worker_id, self.shared.tenant, kept)
+            log.error("database unreachable at exit: %d outcome(s) kept in %s", len(outcomes), path)
+            self.shared.stored(items)
+            return
+        self.shared.stored(items)
+        try:
+            self.record(result)
+        except Exception:  # counting and webhooks must never stop the completer
+            log.exception("bookkeeping of stored outcomes failed")
 
-    def store(self, outcomes: list[Outcome], ends: list[RunEnd]) -> BatchResult:
-        for attempt in range(STORE_ATTEMPTS):
-            try:
-                if self.conn is None or self.conn.closed or self.conn.broken:
-                    self.conn = connect(self.shared.settings)
-                return self.apply(self.conn, outcomes, ends)
-            except (psycopg.OperationalError, DatabaseError) as exc:
-                # Connection trouble, a deadlock or a serialization failure: worth another go.
-                if attempt == STORE_ATTEMPTS - 1:
-                    raise
-                log.warning("saving %d outcome(s) failed (%s); retrying", len(outcomes), exc)
-                time.sleep(min(0.2 * 2**attempt, 5.0))
-            except psycopg.Error:
-                log.exception("saving %d outcome(s) failed; saving them one by one", len(outcomes))
-                assert self.conn is not None
-                return self.one_by_one(self.conn, outcomes, ends)
+    def store(self, outcomes: list[Outcome], ends: list[RunEnd], started: list[ClaimedJob]) -> BatchResult:
+        """Retried with backoff while the database is unreachable: an outcome of a send is never dropped."""
+        retrying = Retrying(
+            retry=retry_if_exception_type((psycopg.OperationalError, DatabaseError)),
+            wait=wait_exponential(multiplier=0.2, max=5.0),
+            stop=lambda _state: self.shared.abandon.is_set(),
+            sleep=self.pause,
+            before_sleep=lambda state: log.warning(
+                "saving %d outcome(s) failed (%s); retrying",
+                len(outcomes),
+                state.outcome.exception() if state.outcome else "?",
+            ),
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self.store_once(outcomes, ends, started)
+        except RetryError:
+            raise _Abandoned from None
         raise AssertionError("unreachable")
+
+    def pause(self, seconds: float) -> None:
+        self.shared.abandon.wait(seconds)
+
+    def store_once(
+        self, outcomes: list[Outcome], ends: list[RunEnd], started: list[ClaimedJob]
+    ) -> BatchResult:
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            self.conn = connect(self.shared.settings)
+        conn = self.conn
+        try:
+            with conn.transaction():  # the outcomes and the events that report them, together
+                result = self.apply(conn, outcomes, ends)
+                webhooks.insert(conn, self.shared.tenant, self.events.rows(started, result))
+        except (psycopg.OperationalError, DatabaseError):
+            raise
+        except psycopg.Error:
+            log.exception("saving %d outcome(s) failed; saving them one by one", len(outcomes))
+            result = self.one_by_one(conn, outcomes, ends)
+            with conn.transaction():
+                webhooks.insert(conn, self.shared.tenant, self.events.rows(started, result))
+        self.events.dispatcher.wake()
+        return result
 
     def apply(self, conn: Connection, outcomes: list[Outcome], ends: list[RunEnd]) -> BatchResult:
         shared = self.shared
@@ -117,7 +150,7 @@ class Completer:
             tenant_id=shared.tenant,
             outcomes=outcomes,
             ends=ends,
-            policy=shared.settings.worker,
+            policy=shared.policy,
         )
 
     def one_by_one(self, conn: Connection, outcomes: list[Outcome], ends: list[RunEnd]) -> BatchResult:
@@ -130,6 +163,8 @@ class Completer:
                     part = self.apply(conn, [one], [])
                 else:
                     part = self.apply(conn, [], [one])
+            except (psycopg.OperationalError, DatabaseError):
+                raise  # the connection, not the row: the whole batch is retried
             except psycopg.Error:
                 log.exception("dropped an outcome that cannot be saved: %r", one)
                 continue
@@ -162,7 +197,6 @@ class Completer:
             else:
                 t.campaigns_paused += 1
                 log.warning("campaign %s paused: %s", change.name, change.reason)
-        self.events.finished(result)
 
 
 def describe(o: Outcome) -> str:

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from dispara.config import Settings, WorkerConfig
+from dispara.config import Settings
 from dispara.errors import PermanentServiceError, ServiceError
 from dispara.providers.base import (
     MESSAGE_TYPES,
@@ -22,7 +22,7 @@ from dispara.providers.base import (
     OutgoingMessage,
     Sender,
 )
-from dispara.queue.backoff import DEFAULT_POLICY, retry_delay
+from dispara.queue.backoff import DEFAULT_POLICY, RetryPolicy
 from dispara.queue.model import SENDABLE, ClaimedJob, ErrorKind, Outcome
 
 log = logging.getLogger("dispara.worker")
@@ -34,6 +34,7 @@ SEND_MESSAGE = "send-message"
 class HandlerContext:
     settings: Settings
     sender: Sender
+    policy: RetryPolicy = DEFAULT_POLICY
 
 
 Handler = Callable[[ClaimedJob, HandlerContext], dict[str, Any] | None]
@@ -66,24 +67,24 @@ def execute(job: ClaimedJob, ctx: HandlerContext) -> Outcome:
     except InstanceUnavailableError:
         raise
     except ServiceError as exc:
-        return failure(job, exc, ctx.settings.worker)
+        return failure(job, exc, ctx.policy)
     except Exception as exc:  # a bug or an unwrapped library error: retry a few times, never crash the worker
         log.warning("job %d: unexpected %s", job.id, type(exc).__name__, exc_info=True)
-        return failure(job, exc, ctx.settings.worker)
+        return failure(job, exc, ctx.policy)
 
 
-def failure(job: ClaimedJob, exc: BaseException, policy: WorkerConfig = DEFAULT_POLICY) -> Outcome:
+def failure(job: ClaimedJob, exc: BaseException, policy: RetryPolicy = DEFAULT_POLICY) -> Outcome:
     """The outcome of a failed attempt: fail now, or retry later while attempts remain."""
     text = str(exc) or type(exc).__name__
     transient = not isinstance(exc, ServiceError) or exc.transient
     if not transient:
         kind: ErrorKind = "not_on_whatsapp" if _not_on_whatsapp(exc) else "permanent"
         return Outcome(job, "failed", text, kind)
-    if job.attempts >= job.max_attempts:
+    if policy.exhausted(job.attempts, job.max_attempts):
         return Outcome(job, "failed", f"{text} (gave up after {job.attempts} attempts)", "transient")
     retry_after = getattr(exc, "retry_after", None)
     hint = retry_after if isinstance(retry_after, int | float) else None
-    delay = retry_delay(job.attempts, hint, policy=policy)
+    delay = policy.retry_delay(job.attempts, hint)
     return Outcome(job, "retry", text, delay_s=delay)
 
 

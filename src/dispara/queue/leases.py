@@ -2,42 +2,72 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from uuid import UUID
+
+from psycopg.rows import dict_row
 
 from dispara.db import Connection
 from dispara.db.queries import q
-from dispara.queue.model import ClaimedJob
+from dispara.queue.backoff import DEFAULT_POLICY, RetryPolicy
+from dispara.queue.model import ClaimedJob, Outcome
 
-EXHAUSTED = "lease expired on the last attempt: the worker running it died or stalled"
+
+def exhausted_reason(expiries: int) -> str:
+    return (
+        f"its worker stopped {expiries} times while running it (killed or cut off): "
+        "given up, the outcome of the last try is unknown"
+    )
 
 
 @dataclass
 class ResetResult:
-    jobs: int = 0  # back to pending
+    jobs: int = 0  # back to pending (or cancelled with their campaign)
     instances: int = 0
-    exhausted: list[ClaimedJob] = field(default_factory=list)  # out of attempts: now leased to the caller
+    exhausted: list[ClaimedJob] = field(default_factory=list)  # a poison job: now leased to the caller
+
+    def failures(self, policy: RetryPolicy) -> list[Outcome]:
+        """The outcomes that fail the exhausted jobs through the normal completion path."""
+        why = exhausted_reason(policy.max_lease_expiries)
+        return [Outcome(job, "failed", why, "transient") for job in self.exhausted]
 
 
-def heartbeat(conn: Connection, *, tenant_id: UUID, worker: str, lease_s: float) -> None:
-    """Push the leases of this worker's in-flight jobs and instances `lease_s` into the future."""
+def heartbeat(
+    conn: Connection,
+    *,
+    tenant_id: UUID,
+    worker: str,
+    lease_s: float,
+    jobs: Collection[int],
+    instances: Collection[str],
+) -> None:
+    """Push the leases of what this worker holds (`jobs`, `instances`) `lease_s` into the future."""
     params = {"tenant_id": tenant_id, "worker": worker, "lease_s": lease_s}
-    conn.execute(q("queue_heartbeat_jobs"), params)
-    conn.execute(q("queue_heartbeat_instances"), params)
+    if jobs:
+        conn.execute(q("queue_heartbeat_jobs"), {**params, "ids": list(jobs)})
+    if instances:
+        conn.execute(q("queue_heartbeat_instances"), {**params, "names": list(instances)})
 
 
-def reset_expired(conn: Connection, *, tenant_id: UUID, worker: str, lease_s: float) -> ResetResult:
+def reset_expired(
+    conn: Connection, *, tenant_id: UUID, worker: str, lease_s: float, policy: RetryPolicy = DEFAULT_POLICY
+) -> ResetResult:
     """Expired job leases back to pending (messages back to queued), expired instance leases freed."""
-    params = {"tenant_id": tenant_id, "worker": worker, "lease_s": lease_s}
+    params = {
+        "tenant_id": tenant_id,
+        "worker": worker,
+        "lease_s": lease_s,
+        "max_expiries": policy.max_lease_expiries,
+    }
     result = ResetResult()
-    for row in conn.execute(q("queue_reset_expired_jobs"), params).fetchall():
-        *job, status = row
-        if status == "pending":
-            result.jobs += 1
-            continue
-        # Same columns as a claim's job row (no message, no pacing): one constructor for both.
-        result.exhausted.append(ClaimedJob.from_rows(("j", *job, 0.0, 0.0), None))
+    with conn.cursor(row_factory=dict_row) as cur:
+        for row in cur.execute(q("queue_reset_expired_jobs"), params).fetchall():
+            if row["status"] != "processing":
+                result.jobs += 1
+                continue
+            result.exhausted.append(ClaimedJob.from_row(row, None))
     result.instances = conn.execute(q("queue_reset_expired_instances"), params).rowcount
     return result
 
@@ -61,3 +91,18 @@ def has_work_soon(conn: Connection, *, tenant_id: UUID, task_types: Sequence[str
         {"tenant_id": tenant_id, "task_types": list(task_types), "horizon_s": horizon_s},
     ).fetchone()
     return bool(row and row[0])
+
+
+@dataclass(frozen=True)
+class Left:
+    """Jobs still queued for one reason, and when the earliest of them may go."""
+
+    reason: str
+    jobs: int
+    until: datetime | None
+
+
+def left(conn: Connection, *, tenant_id: UUID) -> list[Left]:
+    """Why what is still queued did not go out (the largest groups first)."""
+    rows = conn.execute(q("queue_left"), {"tenant_id": tenant_id}).fetchall()
+    return [Left(reason, int(jobs), until) for reason, jobs, until in rows]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -46,55 +46,41 @@ class ClaimedJob:
         return data if isinstance(data, dict) else {}
 
     @classmethod
-    def from_rows(cls, job: Sequence[Any], message: Sequence[Any] | None) -> ClaimedJob:
-        """From a claim's 'j' row and, when it has a sendable message, that message's 'm' row."""
-        (
-            _,
-            id_,
-            instance,
-            payload,
-            attempts,
-            max_attempts,
-            campaign_id,
-            message_id,
-            started_at,
-            delay_min,
-            delay_max,
-            *_rest,
-        ) = job
-        status, phone, content, message_type, media_url, file_name = (
-            message[13:19] if message is not None else (None,) * 6
-        )
+    def from_row(cls, job: Mapping[str, Any], message: Mapping[str, Any] | None) -> ClaimedJob:
+        """From a claim's job row (by column name) and, when it has a sendable message, that message's row."""
+        payload = job["payload"]
+        m = message or {}
         return cls(
-            id=id_,
-            instance=instance,
+            id=job["id"],
+            instance=job["instance"],
             payload=payload if isinstance(payload, dict) else {},
-            attempts=attempts,
-            max_attempts=max_attempts,
-            campaign_id=campaign_id,
-            message_id=message_id,
-            started_at=started_at,
-            delay_min=float(delay_min or 0.0),
-            delay_max=float(delay_max or 0.0),
-            message_status=status,
-            phone=phone,
-            content=content,
-            message_type=message_type,
-            media_url=media_url,
-            file_name=file_name,
+            attempts=job["attempts"],
+            max_attempts=job["max_attempts"],
+            campaign_id=job["campaign_id"],
+            message_id=job["message_id"],
+            started_at=job["started_at"],
+            delay_min=float(job.get("delay_min") or 0.0),
+            delay_max=float(job.get("delay_max") or 0.0),
+            message_status=m.get("status"),
+            phone=m.get("phone_number"),
+            content=m.get("message_content"),
+            message_type=m.get("message_type"),
+            media_url=m.get("media_url"),
+            file_name=m.get("file_name"),
         )
 
 
-OutcomeKind = Literal["sent", "done", "failed", "retry", "release", "skip"]
+OutcomeKind = Literal["sent", "done", "failed", "retry", "release", "skip", "cancel"]
 
 
 @dataclass(slots=True)
 class Outcome:
     """What happened to one claimed job; the completer turns a batch of these into a few statements.
 
-    sent/done: success (a message / any other job). failed: final. retry: back to pending after `delay_s`,
-    attempt spent. release: back to pending now, attempt refunded (shutdown, paused instance). skip: the
-    message was no longer sendable (cancelled meanwhile), the job completes without sending.
+    sent/done: success (a message / any other job). failed: final. retry: back to pending after `delay_s`.
+    These four spend the attempt. release: back to pending now, no attempt spent (shutdown, paused instance
+    or campaign). skip: the message was no longer sendable, the job completes without sending. cancel: the
+    campaign was cancelled while the job waited in a claimed run: job and message are cancelled unsent.
     """
 
     job: ClaimedJob
@@ -109,13 +95,28 @@ class Outcome:
 
 @dataclass(slots=True)
 class RunEnd:
-    """A run on one instance is over: release its lease after a gap, or pause it."""
+    """A run on one instance is over: release its lease after a gap, or pause it for `pause_s`.
+
+    `streak` is the instance's failures in a row after this run (0 once a send succeeded, None: unchanged);
+    `probe` asks for a connectionState check before its next send (None: unchanged). `halt_reason`
+    pauses every running campaign of the tenant (the server refused our key).
+    """
 
     instance: str
     gap_s: float
     pause: bool = False
-    pause_min_s: float = 0.0
+    pause_s: float = 0.0
     pause_reason: str | None = None
+    streak: int | None = None
+    probe: bool | None = None
+    halt_reason: str | None = None
+
+
+@dataclass(slots=True)
+class Started:
+    """A job's send is starting now: its start webhook event is written with the next stored batch."""
+
+    job: ClaimedJob
 
 
 @dataclass(slots=True)

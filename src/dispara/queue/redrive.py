@@ -14,9 +14,9 @@ from dispara.config import Settings
 from dispara.db import Connection
 from dispara.db.connect import connect
 from dispara.db.queries import q
-from dispara.queue import leases
+from dispara.queue import leases, spool
+from dispara.queue.backoff import RetryPolicy
 from dispara.queue.complete import apply_batch
-from dispara.queue.model import Outcome
 from dispara.queue.worker import WorkerSummary, new_worker_id, run_worker
 from dispara.tenants import tenant_id as lookup_tenant
 
@@ -59,11 +59,14 @@ def redrive(
     worker = new_worker_id()
     with connect(settings, autocommit=True) as conn:
         tenant = lookup_tenant(conn, settings.tenant)
-        reset = leases.reset_expired(conn, tenant_id=tenant, worker=worker, lease_s=settings.worker.lease_s)
+        policy = RetryPolicy.of(settings.worker)
+        spool.replay(conn, settings.data_dir, policy)
+        reset = leases.reset_expired(
+            conn, tenant_id=tenant, worker=worker, lease_s=settings.worker.lease_s, policy=policy
+        )
         if reset.exhausted:
-            # Out of attempts: fail them the normal way, so their messages are counted exactly once.
-            outcomes = [Outcome(job, "failed", leases.EXHAUSTED, "transient") for job in reset.exhausted]
-            apply_batch(conn, worker=worker, tenant_id=tenant, outcomes=outcomes, policy=settings.worker)
+            # Poison jobs: fail them the normal way, so their messages are counted exactly once.
+            apply_batch(conn, worker=worker, tenant_id=tenant, outcomes=reset.failures(policy), policy=policy)
         row = conn.execute(q("queue_rearm_failed"), {"tenant_id": tenant}).fetchone()
         rearmed = int(row[0]) if row else 0
         resumed = conn.execute(q("queue_resume_instances"), {"tenant_id": tenant}).rowcount

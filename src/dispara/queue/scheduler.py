@@ -11,6 +11,7 @@ from datetime import datetime
 
 from dispara.campaigns.schedule import window_from_document
 from dispara.db import Connection
+from dispara.db.clock import db_now
 from dispara.db.queries import q
 
 
@@ -20,13 +21,18 @@ class Tick:
     held: int
     next_change: datetime | None
     """The earliest moment a held or scheduled campaign is due: when the worker should look again."""
+    now: datetime
+    """The database's clock when the tick ran: every decision here is taken on it, never a host's."""
 
 
-def tick(conn: Connection, now: datetime) -> Tick:
-    """Start due campaigns and hold those outside their window; commits."""
+def tick(conn: Connection, now: datetime | None = None) -> Tick:
+    """Start due campaigns and hold those outside their window, as of `now` (default: the database's
+    clock); commits.
+    """
     started = held = 0
     upcoming: list[datetime] = []
     with conn.transaction():
+        now = now or db_now(conn)
         for campaign_id, status, scheduled_for, document in conn.execute(
             q("scheduler_candidates")
         ).fetchall():
@@ -45,4 +51,4 @@ def tick(conn: Connection, now: datetime) -> Tick:
                 params = {"id": campaign_id, "status": status, "until": opens, "reason": reason}
                 changed = conn.execute(q("scheduler_hold"), params).rowcount
                 held += changed if status == "processing" else 0
-    return Tick(started, held, min(upcoming) if upcoming else None)
+    return Tick(started, held, min(upcoming) if upcoming else None, now)

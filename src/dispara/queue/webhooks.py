@@ -1,32 +1,38 @@
-"""Job start/finish webhooks, delivered by their own small thread pool so a slow or dead receiver
-never holds up a send. Events beyond a bounded backlog are dropped with a warning, never blocked on.
+"""Job start/finish webhooks, at least once: events are rows of `webhook_events`, written in the
+transaction that stores what they report, and delivered from there by a thread of any worker of the
+tenant, so a slow or dead receiver never holds up a send and a worker that exits or dies loses none.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import queue
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+import psycopg
+
 from dispara import tenant_settings
 from dispara.config import Settings
 from dispara.db import Connection
+from dispara.db.connect import connect
 from dispara.db.queries import q
+from dispara.errors import DatabaseError
 from dispara.providers.webhook import WebhookNotifier, job_event
+from dispara.queue.backoff import RetryPolicy
 from dispara.queue.claim import Run
-from dispara.queue.complete import BatchResult
+from dispara.queue.complete import BatchResult, CampaignChange
 from dispara.queue.handlers import SEND_MESSAGE
 from dispara.queue.model import ClaimedJob
 
 log = logging.getLogger("dispara.worker")
 
-DELIVERY_THREADS = 2
-MAX_BACKLOG = 10_000
+DELIVERY_BATCH = 50  # events taken per round trip
+DELIVERY_LEASE_S = 60.0  # an event being delivered is left alone this long by other workers
+IDLE_POLL_S = 1.0  # how often an idle deliverer looks for events other workers wrote
 
 
 @dataclass(frozen=True)
@@ -46,27 +52,50 @@ def resolve_target(settings: Settings, conn: Connection, tenant_id: UUID) -> Web
     return WebhookTarget(url, settings.webhook.secret or values.get("webhook-secret"))
 
 
+@dataclass(frozen=True)
+class EventRow:
+    job_id: int | None
+    campaign_id: UUID | None
+    event: dict[str, Any]
+
+
+def insert(conn: Connection, tenant_id: UUID, rows: Sequence[EventRow]) -> None:
+    if not rows:
+        return
+    conn.execute(
+        q("webhook_insert"),
+        {
+            "tenant_id": tenant_id,
+            "job_ids": [r.job_id for r in rows],
+            "campaign_ids": [r.campaign_id for r in rows],
+            "events": [json.dumps(r.event, ensure_ascii=False, default=str) for r in rows],
+        },
+    )
+
+
 class WebhookDispatcher:
-    """Queues events for one target at a time; `configure` swaps the target when the setting changes."""
+    """Delivers the tenant's pending events to the current target; `configure` swaps the target."""
 
     def __init__(
         self,
+        settings: Settings,
         *,
-        threads: int = DELIVERY_THREADS,
-        max_backlog: int = MAX_BACKLOG,
+        worker: str,
+        policy: RetryPolicy,
         factory: Callable[[WebhookTarget], WebhookNotifier] | None = None,
     ) -> None:
+        self._settings = settings
+        self._worker = worker
+        self._policy = policy
         self._factory = factory or (lambda t: WebhookNotifier(t.url, secret=t.secret))
-        self._queue: queue.Queue[tuple[WebhookNotifier, dict[str, Any]] | None] = queue.Queue(max_backlog)
         self._target: WebhookTarget | None = None
         self._notifier: WebhookNotifier | None = None
         self._retired: list[WebhookNotifier] = []
-        self._dropped = 0
-        self._threads = [
-            threading.Thread(target=self._deliver, name=f"webhook-{i}", daemon=True) for i in range(threads)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._tenant: UUID | None = None
 
     @property
     def active(self) -> bool:
@@ -80,51 +109,82 @@ class WebhookDispatcher:
         if target == self._target:
             return
         if self._notifier is not None:
-            self._retired.append(self._notifier)  # closed at the end: queued events still use it
+            self._retired.append(self._notifier)  # closed at the end: a delivery may still use it
         self._target = target
         self._notifier = self._factory(target) if target is not None else None
+        self._wake.set()
 
-    def submit(self, event: dict[str, Any]) -> None:
-        notifier = self._notifier
-        if notifier is None:
-            return
-        try:
-            self._queue.put_nowait((notifier, event))
-        except queue.Full:
-            self._dropped += 1
-            if self._dropped == 1 or self._dropped % 1000 == 0:
-                log.warning("webhook backlog full: %d event(s) dropped so far", self._dropped)
+    def start(self, tenant_id: UUID) -> None:
+        self._tenant = tenant_id
+        self._thread = threading.Thread(target=self._loop, name="dispara-webhooks", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
 
     def close(self, timeout: float) -> None:
-        """Deliver what is queued for up to `timeout` seconds, then give up on the rest."""
-        deadline = time.monotonic() + timeout
-        for _ in self._threads:
-            try:
-                self._queue.put(None, timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Full:
-                break
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        left = self._queue.qsize()
-        if left:
-            log.warning("webhook: %d event(s) not delivered before exit", left)
+        """Deliver what is due for up to `timeout` seconds; the rest stays queued for any worker."""
+        if self._thread is not None and self.active:
+            self._idle.clear()
+            self._wake.set()
+            self._idle.wait(timeout)
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(min(timeout, 1.0))
+            if self._thread.is_alive():
+                return  # stuck in a delivery: its client must stay open; the process exit ends it
         for notifier in [*self._retired, *([self._notifier] if self._notifier else [])]:
             notifier.close()
 
-    def _deliver(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            notifier, event = item
+    def _loop(self) -> None:
+        conn: Connection | None = None
+        while not self._stop.is_set():
+            delivered = 0
             try:
-                notifier.notify(event)
-            except Exception:  # the notifier reports its own failures; anything else must not kill the thread
-                log.warning("webhook delivery crashed", exc_info=True)
+                if self.active:
+                    if conn is None or conn.closed or conn.broken:
+                        conn = connect(self._settings, autocommit=True)
+                    delivered = self._deliver_due(conn)
+            except (psycopg.Error, DatabaseError) as exc:
+                log.warning("webhook events: database unavailable (%s); retrying", exc)
+                conn = None
+            except Exception:  # a bug must not end deliveries for the rest of the run
+                log.exception("webhook delivery failed")
+            if delivered == 0:
+                self._idle.set()
+                self._wake.wait(IDLE_POLL_S)
+                self._wake.clear()
+        if conn is not None:
+            conn.close()
+
+    def _deliver_due(self, conn: Connection) -> int:
+        """One batch of due events, in order; returns how many were tried."""
+        params = {
+            "tenant_id": self._tenant,
+            "worker": self._worker,
+            "lease_s": DELIVERY_LEASE_S,
+            "limit": DELIVERY_BATCH,
+        }
+        rows = conn.execute(q("webhook_claim"), params).fetchall()
+        for event_id, event, attempts in rows:
+            if self._stop.is_set() or (notifier := self._notifier) is None:
+                conn.execute(q("webhook_release"), {"ids": [event_id]})
+                continue
+            error = notifier.deliver(event)
+            if error is None:
+                conn.execute(q("webhook_delivered"), {"id": event_id})
+            else:
+                delay = self._policy.webhook_retry_delay(attempts)
+                final = attempts >= self._policy.webhook_attempts
+                conn.execute(
+                    q("webhook_failed"), {"id": event_id, "error": error, "delay_s": delay, "final": final}
+                )
+        return len(rows)
 
 
 class JobEvents:
-    """Which events a job or a campaign produces, and when; delivery is the dispatcher's business.
+    """Which events a job or a campaign produces, and when; written as rows, delivered by the dispatcher.
 
     Per message by default; with `campaign_events: campaign`, campaign messages produce only one start
     event (the campaign's first claimed message) and one finish event (the campaign completed).
@@ -139,37 +199,33 @@ class JobEvents:
     def active(self) -> bool:
         return self.dispatcher.active
 
-    def started(self, job: ClaimedJob) -> None:
-        if not self.dispatcher.active or (self.campaign_level and job.campaign_id is not None):
-            return
-        self.dispatcher.submit(job_event(job.task_type, "processing", job.started_at, None, job.data))
+    def wants_start(self, job: ClaimedJob) -> bool:
+        return self.dispatcher.active and not (self.campaign_level and job.campaign_id is not None)
 
-    def finished(self, result: BatchResult) -> None:
+    def rows(self, started: Sequence[ClaimedJob], result: BatchResult | None) -> list[EventRow]:
+        """The events of jobs just started and of a batch just stored."""
         if not self.dispatcher.active:
-            return
+            return []
+        rows = [
+            EventRow(j.id, j.campaign_id, job_event(j.task_type, "processing", j.started_at, None, j.data))
+            for j in started
+            if self.wants_start(j)
+        ]
+        if result is None:
+            return rows
         for done in result.finished:
-            if self.campaign_level and done.job.campaign_id is not None:
-                continue
             job = done.job
-            self.dispatcher.submit(
-                job_event(job.task_type, done.status, job.started_at, done.finished_at, job.data)
-            )
-        if not self.campaign_level:
-            return
-        for change in result.campaigns:
-            if change.status != "completed" or change.completed_at is None:
+            if self.campaign_level and job.campaign_id is not None:
                 continue
-            data = {
-                "campaign_id": str(change.id),
-                "name": change.name,
-                "total_messages": change.total,
-                "sent_count": change.sent,
-                "failed_count": change.failed,
-            }
-            started = change.first_claimed_at or change.completed_at
-            self.dispatcher.submit(job_event(SEND_MESSAGE, "completed", started, change.completed_at, data))
+            event = job_event(job.task_type, done.status, job.started_at, done.finished_at, job.data)
+            rows.append(EventRow(job.id, job.campaign_id, event))
+        if self.campaign_level:
+            rows += [
+                _campaign_finish(c) for c in result.campaigns if c.status == "completed" and c.completed_at
+            ]
+        return rows
 
-    def claimed(self, conn: Connection, runs: Sequence[Run]) -> None:
+    def claimed(self, conn: Connection, tenant_id: UUID, runs: Sequence[Run]) -> None:
         """Campaign-level start events: marks campaigns started in the database, so once across workers."""
         if not (self.campaign_level and self.dispatcher.active):
             return
@@ -179,7 +235,30 @@ class JobEvents:
         if not ids:
             return
         self._started_campaigns |= ids
-        rows = conn.execute(q("queue_campaigns_first_claim"), {"ids": sorted(ids)}).fetchall()
-        for cid, name, total, first_claimed_at in rows:
-            data = {"campaign_id": str(cid), "name": name, "total_messages": total}
-            self.dispatcher.submit(job_event(SEND_MESSAGE, "processing", first_claimed_at, None, data))
+        with conn.transaction():
+            rows = conn.execute(q("queue_campaigns_first_claim"), {"ids": sorted(ids)}).fetchall()
+            events = [
+                EventRow(
+                    None,
+                    cid,
+                    job_event(SEND_MESSAGE, "processing", first, None, _campaign_data(cid, name, total)),
+                )
+                for cid, name, total, first in rows
+            ]
+            insert(conn, tenant_id, events)
+        self.dispatcher.wake()
+
+
+def _campaign_data(cid: UUID, name: str, total: int) -> dict[str, Any]:
+    return {"campaign_id": str(cid), "name": name, "total_messages": total}
+
+
+def _campaign_finish(change: CampaignChange) -> EventRow:
+    data = {
+        **_campaign_data(change.id, change.name, change.total),
+        "sent_count": change.sent,
+        "failed_count": change.failed,
+    }
+    started = change.first_claimed_at or change.completed_at
+    assert started is not None and change.completed_at is not None
+    return EventRow(None, change.id, job_event(SEND_MESSAGE, "completed", started, change.completed_at, data))

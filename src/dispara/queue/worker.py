@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from uuid import UUID
 
 import psycopg
+from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential
 
 from dispara.config import Settings
 from dispara.db import Connection
@@ -22,11 +24,12 @@ from dispara.db.connect import connect
 from dispara.db.queries import q
 from dispara.errors import DatabaseError
 from dispara.providers.base import Sender
-from dispara.queue import handlers, leases, scheduler
+from dispara.queue import handlers, leases, scheduler, spool
+from dispara.queue.backoff import RetryPolicy
 from dispara.queue.claim import Claimer, claim_paced, claim_unpaced
 from dispara.queue.completer import Completer
-from dispara.queue.model import Outcome, Tally
-from dispara.queue.runner import Runner
+from dispara.queue.model import RunEnd, Tally
+from dispara.queue.runner import Runner, released
 from dispara.queue.shared import Shared
 from dispara.queue.webhooks import JobEvents, WebhookDispatcher, resolve_target
 from dispara.tenants import tenant_id as lookup_tenant
@@ -36,6 +39,8 @@ log = logging.getLogger("dispara.worker")
 WEBHOOK_REFRESH_S = 30.0  # how soon a changed JOB_WEBHOOK tenant setting is picked up
 WEBHOOK_DRAIN_S = 5.0  # how long a stopping worker waits for queued webhook deliveries
 MAX_WAIT_S = 0.25  # longest sleep between looks at the stop flag
+STORE_AT_EXIT_S = 10.0  # how long a stopping worker tries to store outcomes before spooling them
+CAMPAIGN_STATUS_CHANNEL = "dispara_campaign_status"
 SCHEDULER_INTERVAL_S = 1.0  # how often scheduled starts and send windows are looked at
 
 
@@ -59,6 +64,7 @@ class WorkerSummary:
     leases_reset: int
     elapsed_s: float
     stopped: str
+    left: list[leases.Left] = field(default_factory=list)  # with --once: what is still queued, and why
 
 
 def make_sender(settings: Settings, concurrency: int) -> Sender:
@@ -136,7 +142,7 @@ class _Worker:
         self.given_sender = sender
         self.id = new_worker_id()
         self.task_types = handlers.task_types()
-        self.webhooks = WebhookDispatcher()
+        self.webhooks = WebhookDispatcher(settings, worker=self.id, policy=RetryPolicy.of(settings.worker))
         self.events = JobEvents(self.webhooks, campaign_level=settings.webhook.campaign_events == "campaign")
         self.webhook_checked = 0.0
         self.next_tick = 0.0  # monotonic time of the next campaign-scheduler tick
@@ -154,16 +160,25 @@ class _Worker:
         try:
             tenant = lookup_tenant(self.conn, self.settings.tenant)
             self.shared = Shared(self.settings, self.id, tenant)
+            spool.replay(self.conn, self.settings.data_dir, self.shared.policy)
             self.sender = self.given_sender or make_sender(self.settings, self.concurrency)
             self.refresh_webhook()
+            self.webhooks.start(tenant)
             self.announce(self.sender)
             self.start_threads(self.shared, self.sender)
             leases.ensure_instances(self.conn, tenant_id=tenant)
             stopped = self.loop(self.shared, deadline)
         finally:
             self.shutdown()
+        summary = self.summary(time.monotonic() - started, stopped)
+        try:
+            if self.once and self.shared is not None:
+                summary.left = leases.left(self.conn, tenant_id=self.shared.tenant)
+        except (psycopg.Error, DatabaseError) as exc:
+            log.warning("could not tell what is left in the queue: %s", exc)
+        finally:
             self.conn.close()
-        return self.summary(time.monotonic() - started, stopped)
+        return summary
 
     def announce(self, sender: Sender) -> None:
         from dispara.providers.outbox import OutboxSender
@@ -181,7 +196,7 @@ class _Worker:
             )
 
     def start_threads(self, shared: Shared, sender: Sender) -> None:
-        runner = Runner(shared, handlers.HandlerContext(self.settings, sender), self.events)
+        runner = Runner(shared, handlers.HandlerContext(self.settings, sender, shared.policy), self.events)
         completer = Completer(shared, self.events)
         specs: list[tuple[str, Callable[[], None]]] = [
             (f"sender-{i}", runner.loop) for i in range(self.concurrency)
@@ -202,36 +217,71 @@ class _Worker:
             self.sender.close()
 
     def drain(self, shared: Shared) -> None:
-        """In-flight sends finish within grace_s (runs put the rest back); then the threads stop."""
+        """Put back at once every job not started; wait for the sends in flight (up to the sender's own
+        timeout, so none is abandoned mid-request); then store what is left and stop the threads.
+        """
         shared.draining.set()
-        grace_end = time.monotonic() + self.cfg.grace_s
+        self.put_back_unstarted(shared)
+        in_flight_end = time.monotonic() + max(self.cfg.grace_s, self.send_timeout())
         next_beat = time.monotonic()
-        while shared.busy_runs() and time.monotonic() < grace_end:
+        while shared.busy_runs() and time.monotonic() < in_flight_end:
             if time.monotonic() >= next_beat:
                 try:
-                    self.heartbeat(shared)  # the grace period may outlast a short lease
-                except psycopg.Error as exc:
+                    self.heartbeat(shared)  # the wait may outlast a short lease
+                except (psycopg.Error, DatabaseError) as exc:
                     log.warning("database error while stopping: %s", exc)
                 next_beat = time.monotonic() + self.maintenance_interval()
-            shared.wake.wait(min(MAX_WAIT_S, max(0.0, grace_end - time.monotonic())))
+            shared.wake.wait(min(MAX_WAIT_S, max(0.0, in_flight_end - time.monotonic())))
             shared.wake.clear()
         if shared.busy_runs():
             log.warning(
-                "%d run(s) still sending after the %.0fs grace: their leases will expire",
+                "%d send(s) still in flight past the sender's timeout: their leases will expire "
+                "and they will be sent again",
                 shared.busy_runs(),
-                self.cfg.grace_s,
             )
         for _ in range(self.concurrency):
             shared.runs.put(None)
         shared.outcomes.put(None)
-        self.join("dispara-completer", max(self.cfg.lease_s, 30.0))
+        completer = self.thread("dispara-completer")
+        if completer is not None:
+            completer.join(STORE_AT_EXIT_S)
+            if completer.is_alive():  # the database is still unreachable: spool, never drop
+                shared.abandon.set()
+                completer.join(STORE_AT_EXIT_S)
         shared.closing.set()
         self.join("dispara-listener", 2.0)
 
+    def put_back_unstarted(self, shared: Shared) -> None:
+        """Jobs not started yet, in runs being sent and in runs no sender has taken: released now."""
+        for state in shared.active_runs():
+            rest = state.take_rest()
+            if rest:
+                shared.outcomes.put(released(rest))
+        while True:
+            try:
+                item = shared.runs.get_nowait()
+            except queue.Empty:
+                return
+            if item is None:
+                continue
+            state = item
+            items = released(state.take_rest())
+            if state.run.instance is not None:
+                items.append(RunEnd(state.run.instance, 0.0))
+            shared.outcomes.put(items)
+            shared.run_finished(state)
+
+    def send_timeout(self) -> float:
+        timeout = getattr(self.sender, "timeout_s", 0.0)
+        return float(timeout) if isinstance(timeout, int | float) else 0.0
+
+    def thread(self, name: str) -> threading.Thread | None:
+        return next((t for t in self.threads if t.name == name), None)
+
     def join(self, name: str, timeout: float) -> None:
-        for thread in self.threads:
-            if thread.name == name:
-                thread.join(timeout)
+        thread = self.thread(name)
+        if thread is not None:
+            thread.join(timeout)
 
     def summary(self, elapsed: float, stopped: str) -> WorkerSummary:
         t = self.shared.tally if self.shared is not None else Tally()
@@ -260,30 +310,39 @@ class _Worker:
         while True:
             try:
                 return self.claim_until_done(shared, deadline)
-            except psycopg.OperationalError as exc:
+            except (psycopg.OperationalError, DatabaseError) as exc:
                 if not self.reconnect(shared, exc, deadline):
                     return "signal" if self.stop_event.is_set() else "deadline"
 
     def reconnect(self, shared: Shared, error: Exception, deadline: float | None) -> bool:
-        """Re-open the claim connection with backoff; False if asked to stop meanwhile.
+        """Re-open the claim connection, however long the database takes; False if asked to stop meanwhile.
 
-        Gives up (DatabaseError) after a lease's length: by then every lease this worker held is gone.
+        Nothing is lost while it is away: outcomes wait in the completer, and leases that lapse get a
+        lease's grace after a server restart (see queue_reset_expired_jobs).
         """
         log.warning("database connection lost (%s); reconnecting", str(error).strip() or type(error).__name__)
         self.conn.close()
-        give_up = time.monotonic() + max(self.cfg.lease_s, 5.0)
-        delay = 0.2
-        while True:
-            self.sleep(shared, delay)
-            if self.stop_event.is_set() or (deadline is not None and time.monotonic() >= deadline):
-                return False
-            try:
-                self.conn = connect(self.settings, autocommit=True)
-                return True
-            except DatabaseError:
-                if time.monotonic() >= give_up:
-                    raise
-                delay = min(delay * 2, 5.0)
+
+        def stopped(_state: object) -> bool:
+            return self.stop_event.is_set() or (deadline is not None and time.monotonic() >= deadline)
+
+        retrying = Retrying(
+            retry=retry_if_exception_type((DatabaseError, psycopg.OperationalError)),
+            wait=wait_exponential(multiplier=0.2, max=5.0),
+            stop=stopped,
+            sleep=lambda seconds: self.sleep(shared, seconds),
+            reraise=False,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    if stopped(None):
+                        return False
+                    self.conn = connect(self.settings, autocommit=True)
+        except RetryError:
+            return False
+        log.info("database connection is back")
+        return True
 
     def claim_until_done(self, shared: Shared, deadline: float | None) -> str:
         next_maintenance = 0.0
@@ -332,21 +391,24 @@ class _Worker:
 
     def claim(self, shared: Shared, free: int) -> int:
         """Claim up to `free` runs and hand them to the sender threads; returns how many."""
+        mark = shared.halt_mark()
         runs = claim_paced(self.conn, self.claimer(shared), instances=free, run_size=self.cfg.batch_size)
         runs += claim_unpaced(self.conn, self.claimer(shared), limit=free - len(runs))
         if not runs:
             return 0
-        shared.claimed(len(runs), sum(len(r.jobs) for r in runs))
-        self.events.claimed(self.conn, runs)
-        claimed_at = time.monotonic()
-        for run in runs:
-            shared.runs.put((run, claimed_at))
+        states = shared.claimed(runs, time.monotonic(), mark)
+        self.events.claimed(self.conn, shared.tenant, runs)
+        for state in states:
+            shared.runs.put(state)
         return len(runs)
 
     def schedule(self) -> None:
-        """Start campaigns whose time has come and hold those outside their send window."""
+        """Start campaigns whose time has come and hold those outside their send window.
+
+        Decided on the database's clock, never this host's: a worker with a skewed clock decides the same.
+        """
         try:
-            result = scheduler.tick(self.conn, datetime.now(UTC))
+            result = scheduler.tick(self.conn)
         except psycopg.OperationalError:
             raise
         except Exception:  # one bad campaign document must not stop the sending of all the others
@@ -360,7 +422,7 @@ class _Worker:
                 "scheduler: %d campaign(s) started, %d held outside their window", result.started, result.held
             )
         if result.next_change is not None:
-            due_in = (result.next_change - datetime.now(UTC)).total_seconds()
+            due_in = (result.next_change - result.now).total_seconds()
             self.next_tick = min(self.next_tick, time.monotonic() + max(0.0, due_in))
 
     def claimer(self, shared: Shared) -> Claimer:
@@ -370,15 +432,14 @@ class _Worker:
         """Every lease/3: renew our leases, take back dead workers' ones, re-read the webhook setting."""
         self.heartbeat(shared)
         reset = leases.reset_expired(
-            self.conn, tenant_id=shared.tenant, worker=self.id, lease_s=self.cfg.lease_s
+            self.conn, tenant_id=shared.tenant, worker=self.id, lease_s=self.cfg.lease_s, policy=shared.policy
         )
         shared.tally.leases_reset += reset.jobs + len(reset.exhausted)
         if reset.jobs or reset.instances:
             log.info("reset %d expired job lease(s), %d instance lease(s)", reset.jobs, reset.instances)
         if reset.exhausted:
-            shared.taken_over(len(reset.exhausted))
-            failures = [Outcome(job, "failed", leases.EXHAUSTED, "transient") for job in reset.exhausted]
-            shared.outcomes.put(list(failures))
+            shared.taken_over(reset.exhausted)
+            shared.outcomes.put(list(reset.failures(shared.policy)))
         if time.monotonic() - self.webhook_checked >= WEBHOOK_REFRESH_S:
             self.refresh_webhook()
 
@@ -386,7 +447,15 @@ class _Worker:
         return max(0.05, self.cfg.lease_s / 3)
 
     def heartbeat(self, shared: Shared) -> None:
-        leases.heartbeat(self.conn, tenant_id=shared.tenant, worker=self.id, lease_s=self.cfg.lease_s)
+        jobs, instances = shared.held()
+        leases.heartbeat(
+            self.conn,
+            tenant_id=shared.tenant,
+            worker=self.id,
+            lease_s=self.cfg.lease_s,
+            jobs=jobs,
+            instances=instances,
+        )
         shared.last_heartbeat = time.monotonic()
 
     def refresh_webhook(self) -> None:
@@ -396,14 +465,19 @@ class _Worker:
 
     # ---- wake-ups --------------------------------------------------------------------------------------
     def listen(self, shared: Shared) -> None:
-        """Thread body: LISTEN on its own connection; every NOTIFY wakes the claim loop."""
+        """Thread body: LISTEN on its own connection; a NOTIFY wakes the claim loop, and a campaign that
+        stops running (paused, cancelled, held) is noted so its claimed runs stop before their next send.
+        """
         while not shared.closing.is_set():
             try:
                 with connect(self.settings, autocommit=True) as conn:
                     conn.execute(q("queue_listen"))
                     shared.wake.set()  # anything inserted while we were not listening
                     while not shared.closing.is_set():
-                        for _ in conn.notifies(timeout=0.5):
+                        for note in conn.notifies(timeout=0.5):
+                            if note.channel == CAMPAIGN_STATUS_CHANNEL:
+                                campaign, _, status = note.payload.partition(":")
+                                shared.campaign_changed(UUID(campaign), status)
                             shared.wake.set()
             except Exception as exc:  # polling covers the gap; try again shortly
                 if shared.closing.is_set():

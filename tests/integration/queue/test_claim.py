@@ -5,6 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from dispara.queue import leases
+from dispara.queue.backoff import DEFAULT_POLICY
 from dispara.queue.claim import Claimer, Run, claim_paced, claim_unpaced
 from tests.integration.queue.conftest import Conn, job_rows, scalar, seed_campaign
 
@@ -34,7 +35,8 @@ def test_no_gap_campaign_claims_a_run_per_instance(conn: Conn) -> None:
     )
     rows = {r["id"]: r for r in job_rows(conn, s.job_ids)}
     assert rows[job.id]["status"] == "processing"
-    assert rows[job.id]["attempts"] == 1
+    # The claim spends no attempt: the job says which attempt it is, the row counts tries made.
+    assert (job.attempts, rows[job.id]["attempts"]) == (1, 0)
     assert rows[job.id]["locked_by"] == "w1"
     assert scalar(conn, "SELECT status FROM message_logs WHERE id = %s", job.message_id) == "sending"
     assert scalar(conn, "SELECT locked_by FROM instances WHERE name = 'a'") == "w1"
@@ -145,24 +147,50 @@ def test_unpaced_claim_takes_known_task_types_only(conn: Conn) -> None:
     assert [(r.instance, r.jobs[0].task_type) for r in runs] == [(None, "send-message")]
 
 
-def test_expired_leases_go_back_and_exhausted_jobs_are_taken_over(conn: Conn) -> None:
+def test_expired_leases_go_back_at_no_cost_and_poison_jobs_are_taken_over(conn: Conn) -> None:
     s = seed_campaign(conn, 2, instances=["a"], retries=0)
     paced(conn, s.tenant_id, worker="dead")
-    conn.execute("UPDATE jobs SET locked_until = now() - interval '1 second' WHERE id = %s", (s.job_ids[0],))
-    conn.execute(
-        "UPDATE jobs SET locked_until = now() - interval '1 second', attempts = 0 WHERE id = %s",
-        (s.job_ids[1],),
-    )
+    conn.execute("UPDATE jobs SET locked_until = now() - interval '1 second'")
+    # The first job already killed its worker twice: the third expiry gives it up.
+    conn.execute("UPDATE jobs SET lease_expiries = 2 WHERE id = %s", (s.job_ids[0],))
     conn.execute("UPDATE instances SET locked_until = now() - interval '1 second'")
     conn.commit()
-    reset = leases.reset_expired(conn, tenant_id=s.tenant_id, worker="me", lease_s=30)
+    reset = leases.reset_expired(conn, tenant_id=s.tenant_id, worker="me", lease_s=0.001)
     conn.commit()
     assert (reset.jobs, reset.instances, [j.id for j in reset.exhausted]) == (1, 1, [s.job_ids[0]])
+    assert "stopped 3 times" in reset.failures(DEFAULT_POLICY)[0].error  # type: ignore[operator]
     rows = {r["id"]: r for r in job_rows(conn, s.job_ids)}
     assert (rows[s.job_ids[0]]["status"], rows[s.job_ids[0]]["locked_by"]) == ("processing", "me")
+    # retries: 0 and yet back to pending: a lapsed lease spends no attempt.
     assert (rows[s.job_ids[1]]["status"], rows[s.job_ids[1]]["locked_by"]) == ("pending", None)
+    assert rows[s.job_ids[1]]["attempts"] == 0
     assert scalar(conn, "SELECT status FROM message_logs WHERE id = %s", s.message_ids[1]) == "queued"
     assert scalar(conn, "SELECT locked_by FROM instances") is None
+
+
+def test_leases_get_a_leases_grace_after_a_server_restart(conn: Conn) -> None:
+    s = seed_campaign(conn, 1, instances=["a"])
+    paced(conn, s.tenant_id, worker="cut-off")
+    conn.execute("UPDATE jobs SET locked_until = now() - interval '1 second'")
+    conn.execute("UPDATE instances SET locked_until = now() - interval '1 second'")
+    conn.commit()
+    # The server started less than a day ago: a holder cut off by the restart may still come back.
+    reset = leases.reset_expired(conn, tenant_id=s.tenant_id, worker="me", lease_s=86_400)
+    conn.commit()
+    assert (reset.jobs, reset.instances) == (0, 0)
+    assert job_rows(conn, s.job_ids)[0]["locked_by"] == "cut-off"
+
+
+def test_a_lapsed_lease_of_a_cancelled_campaign_cancels_its_message(conn: Conn) -> None:
+    s = seed_campaign(conn, 1, instances=["a"])
+    paced(conn, s.tenant_id, worker="dead")
+    conn.execute("UPDATE jobs SET locked_until = now() - interval '1 second'")
+    conn.execute("UPDATE campaigns SET status = 'cancelled'")
+    conn.commit()
+    leases.reset_expired(conn, tenant_id=s.tenant_id, worker="me", lease_s=0.001)
+    conn.commit()
+    assert job_rows(conn, s.job_ids)[0]["status"] == "cancelled"
+    assert scalar(conn, "SELECT status FROM message_logs WHERE id = %s", s.message_ids[0]) == "cancelled"
 
 
 def test_heartbeat_extends_only_my_leases(conn: Conn) -> None:
@@ -170,7 +198,14 @@ def test_heartbeat_extends_only_my_leases(conn: Conn) -> None:
     claim_paced(conn, Claimer(s.tenant_id, "me", 5, TYPES), instances=1, run_size=1)
     claim_paced(conn, Claimer(s.tenant_id, "you", 5, TYPES), instances=1, run_size=1)
     conn.commit()
-    leases.heartbeat(conn, tenant_id=s.tenant_id, worker="me", lease_s=600)
+    mine_ids = [r[0] for r in conn.execute("SELECT id FROM jobs WHERE locked_by = 'me'").fetchall()]
+    # A job the worker no longer holds in memory (forgotten) is not renewed, even though it is locked_by me.
+    conn.execute("UPDATE jobs SET locked_by = 'me' WHERE locked_by = 'you'")
+    conn.commit()
+    leases.heartbeat(
+        conn, tenant_id=s.tenant_id, worker="me", lease_s=600, jobs=mine_ids, instances=["a", "b"]
+    )
+    conn.execute("UPDATE jobs SET locked_by = 'you' WHERE NOT (id = ANY(%s))", (mine_ids,))
     conn.commit()
     mine = scalar(
         conn, "SELECT locked_until - now() > interval '500 seconds' FROM jobs WHERE locked_by = 'me'"

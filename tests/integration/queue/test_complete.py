@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
-from dispara.config import WorkerConfig
 from dispara.errors import PermanentServiceError, TransientServiceError
+from dispara.providers.base import InstanceUnavailableError, ServerUnreachableError
 from dispara.queue import backoff, handlers
+from dispara.queue.backoff import RetryPolicy
 from dispara.queue.claim import Claimer, claim_paced
 from dispara.queue.complete import apply_batch
 from dispara.queue.model import ClaimedJob, Outcome, RunEnd
@@ -101,10 +104,15 @@ def test_last_attempt_fails_for_good_and_permanent_errors_never_retry(conn: Conn
     assert (bad.kind, bad.error_kind) == ("failed", "permanent")
 
 
-def test_retry_after_is_respected() -> None:
+def test_retry_after_is_respected_and_attempts_spread_over_minutes() -> None:
+    policy = backoff.DEFAULT_POLICY
     for attempt in (1, 5, 30):
-        assert backoff.retry_delay(attempt, retry_after=42.0) >= 42.0
-        assert backoff.retry_delay(attempt) <= backoff.DEFAULT_POLICY.retry_cap_s
+        assert policy.retry_delay(attempt, retry_after=42.0) >= 42.0
+        assert policy.retry_delay(attempt) <= policy.retry_cap_s
+    # Three retries never all land within seconds of each other (equal jitter, not full jitter).
+    rng = random.Random(7)
+    shortest = min(sum(policy.retry_delay(a, rng=rng) for a in (1, 2, 3)) for _ in range(1000))
+    assert shortest >= (policy.retry_base_s / 2) * (1 + 2 + 4)
 
 
 def test_release_refunds_the_attempt(conn: Conn) -> None:
@@ -125,14 +133,14 @@ def test_campaign_pauses_itself_after_consecutive_failures(conn: Conn) -> None:
         worker="w1",
         tenant_id=s.tenant_id,
         outcomes=[fail[0], sent(jobs[3]), *fail[1:]],
-        policy=WorkerConfig(pause_campaign_after=3),
+        policy=RetryPolicy(pause_campaign_after=3),
     )
     assert campaign_state(conn, s.campaign_id)["status"] == "processing"  # the success broke the streak
     result = apply_batch(
         conn,
         worker="w1",
         tenant_id=s.tenant_id,
-        policy=WorkerConfig(pause_campaign_after=3),
+        policy=RetryPolicy(pause_campaign_after=3),
         outcomes=[Outcome(jobs[4], "failed", "Evolution API key rejected (401)", "permanent")],
     )
     assert [c.status for c in result.campaigns] == ["paused"]
@@ -144,24 +152,38 @@ def test_campaign_pauses_itself_after_consecutive_failures(conn: Conn) -> None:
     assert (state["sent_count"], state["failed_count"]) == (1, 4)
 
 
-@pytest.mark.parametrize("failures_before", [0, 1, 10])
-def test_instance_pause_escalates_and_releases_the_lease(conn: Conn, failures_before: int) -> None:
+@pytest.mark.parametrize("streak", [1, 2, 11])
+def test_instance_pause_escalates_with_the_streak(streak: int) -> None:
+    policy = backoff.DEFAULT_POLICY
+    closed = InstanceUnavailableError("Connection Closed", instance="a")
+    expected = min(policy.pause_base_s * 2 ** (streak - 1), policy.pause_cap_s)
+    assert policy.instance_pause(closed, streak) == expected
+    down = ServerUnreachableError("connection refused", instance="a")
+    assert policy.instance_pause(down, streak) == min(expected, policy.unreachable_cap_s)
+    gone = InstanceUnavailableError("deleted", instance="a", permanent=True)
+    assert policy.instance_pause(gone, streak) == policy.pause_permanent_s
+
+
+def test_instance_pause_is_stored_and_releases_the_lease(conn: Conn) -> None:
     s = seed_campaign(conn, 1)
     job = claim_all(conn, s)[0]
-    conn.execute("UPDATE instances SET consecutive_failures = %s", (failures_before,))
-    conn.commit()
-    end = RunEnd("inst-a", 0.0, pause=True, pause_reason="instance 'inst-a' is not connected")
+    end = RunEnd(
+        "inst-a",
+        0.0,
+        pause=True,
+        pause_s=8.0,
+        pause_reason="instance 'inst-a' is not connected",
+        streak=3,
+        probe=True,
+    )
     apply_batch(conn, worker="w1", tenant_id=s.tenant_id, outcomes=[Outcome(job, "release")], ends=[end])
     row = conn.execute(
         "SELECT extract(epoch FROM paused_until - now())::float8, pause_reason, consecutive_failures, "
-        "locked_by FROM instances"
+        "probe, locked_by FROM instances"
     ).fetchone()
     assert row is not None
-    expected = min(
-        backoff.DEFAULT_POLICY.pause_base_s * 2**failures_before, backoff.DEFAULT_POLICY.pause_cap_s
-    )
-    assert row[0] == pytest.approx(expected, abs=2)
-    assert row[1:] == ("instance 'inst-a' is not connected", failures_before + 1, None)
+    assert row[0] == pytest.approx(8.0, abs=2)
+    assert row[1:] == ("instance 'inst-a' is not connected", 3, True, None)
     assert job_rows(conn, [job.id])[0]["attempts"] == 0
 
 

@@ -15,6 +15,7 @@ from tests.integration.queue.conftest import (
     campaign_state,
     job_rows,
     make_settings,
+    scalar,
     seed_campaign,
     start_worker,
     wait_for,
@@ -163,3 +164,38 @@ def test_required_webhook_missing_fails_the_job(conn: Conn, db_dsn: str, tmp_pat
         not (tmp_path / "data" / "outbox.jsonl").exists()
         or not (tmp_path / "data" / "outbox.jsonl").read_text()
     )
+
+
+def test_events_left_at_exit_are_delivered_later_by_any_worker_at_least_once(
+    conn: Conn, db_dsn: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    receiver.hold.clear()  # the receiver hangs: nothing can be delivered before this worker exits
+    s = seed_campaign(conn, 40, instances=["a", "b"])
+    settings = hooked(db_dsn, tmp_path, receiver.url)
+    assert run_worker(settings, once=True, max_seconds=60).sent == 40
+    pending = conn.execute("SELECT count(*) FROM webhook_events WHERE status = 'pending'").fetchone()
+    conn.commit()
+    assert pending is not None and pending[0] >= 79  # 80 events; one may be on the wire to the receiver
+    receiver.hold.set()
+    conn.execute("UPDATE webhook_events SET locked_until = NULL")  # the dead delivery's lease lapses
+    conn.commit()
+    run_worker(settings, once=True, max_seconds=60)  # another worker, nothing left to send
+    wait_for(
+        lambda: scalar(conn, "SELECT count(*) FROM webhook_events WHERE status = 'delivered'") == 80,
+        what="every event delivered",
+    )
+    got = {(e["data"]["message_id"], e["status"]) for e in receiver.received()}
+    assert got == {(m, st) for m in s.message_ids for st in ("processing", "completed")}
+
+
+def test_jobs_show_tells_how_its_webhooks_went(
+    conn: Conn, db_dsn: str, tmp_path: Path, receiver: Receiver, capsys: Any, env_db: str
+) -> None:
+    from tests.helpers import run_cli
+
+    s = seed_campaign(conn, 1, instances=["a"])
+    run_worker(hooked(db_dsn, tmp_path, receiver.url), once=True, max_seconds=30)
+    wait_for(lambda: len(receiver.received()) == 2, what="2 events")
+    out = run_cli(capsys, "jobs", "show", str(s.job_ids[0])).out
+    assert "webhooks:" in out
+    assert out.count("delivered") == 2 and "processing" in out and "completed" in out

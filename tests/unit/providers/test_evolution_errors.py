@@ -12,10 +12,12 @@ from pytest_httpx import HTTPXMock
 
 from dispara.errors import ExitCode, PermanentServiceError, ServiceError, TransientServiceError
 from dispara.providers.base import (
+    CredentialsRejectedError,
     InstanceUnavailableError,
     NotOnWhatsAppError,
     OutgoingMessage,
     ServerNotActivatedError,
+    ServerUnreachableError,
     UnknownInstanceError,
 )
 from dispara.providers.evolution import EvolutionSender
@@ -129,9 +131,10 @@ def test_unknown_route_is_a_permanent_configuration_problem(
 def test_401_never_shows_the_key(httpx_mock: HTTPXMock, sender: EvolutionSender) -> None:
     exc = send_error(httpx_mock, sender, 401, json=envelope(401, "Unauthorized"))
     assert isinstance(exc, ApiKeyRejectedError)
-    assert isinstance(exc, PermanentServiceError)
+    # A sender-wide configuration error: the message is put back unspent and the campaigns pause.
+    assert isinstance(exc, CredentialsRejectedError) and exc.transient
     assert exc.exit_code == ExitCode.CONFIG
-    assert str(exc) == "Evolution API key rejected (401)"
+    assert str(exc) == "Evolution API key rejected (401): check EVOLUTION_API_KEY"
 
 
 @pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 504])
@@ -214,8 +217,9 @@ def test_html_502_from_a_proxy_does_not_crash_the_parser(
 ) -> None:
     html = "<html><head><title>502 Bad Gateway</title></head><body><center>nginx</center></body></html>"
     exc = send_error(httpx_mock, sender, 502, text=html, headers={"content-type": "text/html"})
-    assert type(exc) is TransientServiceError
-    assert str(exc) == "Evolution answered HTTP 502: 502 Bad Gateway"
+    # The proxy's own page: Evolution behind it is down and nothing was sent, so no attempt is spent.
+    assert type(exc) is ServerUnreachableError
+    assert str(exc) == "Evolution is unreachable behind its proxy (HTTP 502: 502 Bad Gateway)"
 
 
 @pytest.mark.parametrize(
@@ -230,21 +234,31 @@ def test_odd_bodies_do_not_crash_the_parser(
 
 
 @pytest.mark.parametrize(
-    ("exception", "needle"),
+    ("exception", "needle", "kind"),
     [
-        (httpx.ConnectError("[Errno 111] Connection refused"), "cannot reach Evolution"),
-        (httpx.ReadTimeout("timed out"), "timed out"),
-        (httpx.ConnectTimeout("timed out"), "timed out"),
-        (httpx.RemoteProtocolError("Server disconnected without sending a response."), "cannot reach"),
+        # Never connected: nothing reached WhatsApp.
+        (
+            httpx.ConnectError("[Errno 111] Connection refused"),
+            "cannot reach Evolution",
+            ServerUnreachableError,
+        ),
+        (httpx.ConnectTimeout("timed out"), "timed out", ServerUnreachableError),
+        # The request may have gone out: an ordinary transient error, an attempt is spent.
+        (httpx.ReadTimeout("timed out"), "timed out", TransientServiceError),
+        (
+            httpx.RemoteProtocolError("Server disconnected without sending a response."),
+            "cannot reach",
+            TransientServiceError,
+        ),
     ],
 )
 def test_network_failures_are_transient(
-    httpx_mock: HTTPXMock, sender: EvolutionSender, exception: Exception, needle: str
+    httpx_mock: HTTPXMock, sender: EvolutionSender, exception: Exception, needle: str, kind: type
 ) -> None:
     httpx_mock.add_exception(exception, url=SEND_URL)
     with pytest.raises(TransientServiceError, match=needle) as info:
         sender.send(MSG)
-    assert type(info.value) is TransientServiceError
+    assert type(info.value) is kind
     assert info.value.__cause__ is None and info.value.__suppress_context__
 
 

@@ -27,6 +27,7 @@ from dispara.providers.base import (
     NotOnWhatsAppError,
     OutgoingMessage,
     ServerNotActivatedError,
+    ServerUnreachableError,
     UnknownInstanceError,
 )
 from dispara.providers.evolution import EvolutionSender, _httpx_hooked
@@ -134,7 +135,7 @@ def test_success_and_every_stub_error_match_the_httpx_path(stub: EvolutionStub) 
     assert check(lambda s: s.instance_state("unloaded")) == ("state", "unknown")
     assert check(lambda s: s.send(text()), key="wrong-key")[:2] == (
         ApiKeyRejectedError,
-        "Evolution API key rejected (401)",
+        "Evolution API key rejected (401): check EVOLUTION_API_KEY",
     )
     stub.configure(instances={"sales"})
     assert check(lambda s: s.send(text(instance="ghost")))[0] is UnknownInstanceError
@@ -223,8 +224,8 @@ def test_a_connect_timeout_is_transient() -> None:
         with socket.create_connection(listener.getsockname(), timeout=1):  # fills the accept queue
             got = both(lambda: url, lambda s: s.send(text()), connect_timeout_s=0.3)
     assert got[:2] == (
-        TransientServiceError,
-        "Evolution timed out on POST /message/sendText/sales (ConnectTimeout)",
+        ServerUnreachableError,
+        "cannot reach Evolution for POST /message/sendText/sales: timed out",
     )
 
 
@@ -233,7 +234,7 @@ def test_a_refused_connection_is_transient() -> None:
         url = server.url
     got = both(lambda: url, lambda s: s.send(text()))
     assert got[:2] == (
-        TransientServiceError,
+        ServerUnreachableError,
         "cannot reach Evolution for POST /message/sendText/sales: [Errno 111] Connection refused",
     )
 
@@ -440,7 +441,7 @@ def test_raw_replies_are_read_as_httpx_reads_them(name: str) -> None:
     script = REPLIES[name]
     with RawServer([script, script]) as server:
         got = both(lambda: server.url, lambda s: s.send(text()))
-    assert got[0] in ("sent", TransientServiceError, InstanceUnavailableError), got
+    assert got[0] in ("sent", TransientServiceError, InstanceUnavailableError, ServerUnreachableError), got
 
 
 def test_raw_reply_details() -> None:
@@ -452,7 +453,8 @@ def test_raw_reply_details() -> None:
         assert sender.send(text()).key_id == "3EB0RAW"
         with pytest.raises(TransientServiceError) as info:
             sender.send(text())
-    assert str(info.value) == "Evolution answered HTTP 503: Down" and info.value.retry_after == 7.0
+    assert str(info.value) == "Evolution is unreachable behind its proxy (HTTP 503: Down)"
+    assert info.value.retry_after == 7.0
 
 
 def test_a_keep_alive_reply_reuses_the_socket_and_a_close_reply_does_not() -> None:
@@ -489,7 +491,7 @@ def test_https_with_the_default_context(
         monkeypatch.delenv("SSL_CERT_DIR", raising=False)
         monkeypatch.delenv("SSL_CERT_FILE", raising=False)
         untrusted = both(lambda: server.url, lambda s: s.send(text()))
-        assert untrusted[0] is TransientServiceError and "CERTIFICATE_VERIFY_FAILED" in untrusted[1]
+        assert untrusted[0] is ServerUnreachableError and "CERTIFICATE_VERIFY_FAILED" in untrusted[1]
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))
         assert both(lambda: server.url, lambda s: s.send(text()))[0] == "sent"
         with lean(server.url) as sender:

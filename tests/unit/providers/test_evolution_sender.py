@@ -13,6 +13,7 @@ from pytest_httpx import HTTPXMock
 from dispara.errors import ConfigError, PermanentServiceError
 from dispara.providers.base import OutgoingMessage, Sender, UnknownInstanceError
 from dispara.providers.evolution import EvolutionSender, media_file_name, public_url
+from dispara.providers.evolution_errors import ApiKeyRejectedError
 
 BASE = "https://evo.example.com/"
 KEY = "sk-live-SECRET-0123456789"
@@ -244,7 +245,7 @@ def test_secrets_stay_out_of_labels_reprs_and_logs(
         assert s.label == "evolution https://evo.example.com:8443/base"
         assert KEY not in repr(s) and "pw" not in repr(s)
         s.send(msg(text="oi"))
-        with pytest.raises(PermanentServiceError) as info:
+        with pytest.raises(ApiKeyRejectedError) as info:
             s.send(msg(text="oi"))
     assert KEY not in str(info.value)
     assert all(KEY not in record.getMessage() for record in caplog.records)

@@ -86,3 +86,8 @@ campaign AS (
     WHERE c.id = %(campaign_id)s AND c.status <> 'cancelled' AND EXISTS (SELECT 1 FROM requeued)
 )
 SELECT count(*) FROM requeued;
+
+-- name: campaign_in_flight
+-- Claimed jobs of the campaign that a live worker still holds (a lapsed lease is a dead worker's).
+SELECT count(*) FROM jobs
+WHERE campaign_id = %(campaign_id)s AND status = 'processing' AND locked_until > now();

@@ -7,7 +7,7 @@
 -- one job, or up to run_size consecutive ones while their campaigns have no gap (delay_max = 0).
 -- Every job with an instance is a message send: task types are filtered for unpaced jobs only.
 WITH ready AS (
-    SELECT i.tenant_id, i.name,
+    SELECT i.tenant_id, i.name, i.probe, i.consecutive_failures AS streak,
            CASE WHEN i.day = (now() AT TIME ZONE 'America/Sao_Paulo')::date THEN i.sent_today ELSE 0 END
                AS sent_today
     FROM instances i
@@ -77,12 +77,12 @@ claimed AS (
     SET status = 'processing',
         locked_by = %(worker)s,
         locked_until = now() + make_interval(secs => %(lease_s)s),
-        attempts = j.attempts + 1,
         started_at = now(),
         updated_at = now()
     WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
-    RETURNING j.id, j.instance, j.payload, j.attempts, j.max_attempts, j.campaign_id, j.message_id,
-              j.priority, j.run_at, j.started_at
+    -- `attempts` is the attempt this claim makes; it is spent only when the completer stores a try.
+    RETURNING j.id, j.instance, j.payload, j.attempts + 1 AS attempts, j.max_attempts, j.campaign_id,
+              j.message_id, j.priority, j.run_at, j.started_at
 ),
 -- Only sendable messages are returned: a job whose message was cancelled meanwhile comes back without one,
 -- and one whose number has just been opted out comes back cancelled; either way its job completes unsent.
@@ -118,12 +118,13 @@ leased AS (
 SELECT 'j' AS kind, c.id, c.instance, c.payload, c.attempts, c.max_attempts, c.campaign_id, c.message_id,
        c.started_at, cp.delay_min, cp.delay_max, c.priority, c.run_at,
        NULL AS status, NULL AS phone_number, NULL AS message_content, NULL AS message_type,
-       NULL AS media_url, NULL AS file_name
+       NULL AS media_url, NULL AS file_name, r.probe, r.streak
 FROM claimed c
 LEFT JOIN campaigns cp ON cp.id = c.campaign_id
+LEFT JOIN ready r ON r.name = c.instance  -- ready is one tenant's
 UNION ALL
 SELECT 'm', s.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       s.status, s.phone_number, s.message_content, s.message_type, s.media_url, s.file_name
+       s.status, s.phone_number, s.message_content, s.message_type, s.media_url, s.file_name, NULL, NULL
 FROM sending s
 ORDER BY kind, instance, priority DESC, run_at, id;
 
@@ -145,12 +146,12 @@ claimed AS (
     SET status = 'processing',
         locked_by = %(worker)s,
         locked_until = now() + make_interval(secs => %(lease_s)s),
-        attempts = j.attempts + 1,
         started_at = now(),
         updated_at = now()
     WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
-    RETURNING j.id, j.instance, j.payload, j.attempts, j.max_attempts, j.campaign_id, j.message_id,
-              j.priority, j.run_at, j.started_at
+    -- `attempts` is the attempt this claim makes; it is spent only when the completer stores a try.
+    RETURNING j.id, j.instance, j.payload, j.attempts + 1 AS attempts, j.max_attempts, j.campaign_id,
+              j.message_id, j.priority, j.run_at, j.started_at
 ),
 sending AS (
     UPDATE message_logs m
@@ -189,10 +190,12 @@ ORDER BY kind, priority DESC, run_at, id;
 
 -- name: queue_complete_jobs
 -- Outcomes of a batch for the jobs. Only the lease holder may write (locked_by = worker): a worker whose
--- lease expired and was taken over gets nothing back for that job, and must not touch its message.
+-- lease expired and was taken over gets nothing back for that job, and must not touch its message. A send
+-- that went out is also recorded on a job that went back to pending meanwhile (`adopt`): not yet claimed
+-- again, it must not be sent twice.
 UPDATE jobs j
 SET status = u.job_status,
-    attempts = j.attempts - u.refund,
+    attempts = j.attempts + u.charge,
     run_at = CASE WHEN u.job_status = 'pending' THEN now() + make_interval(secs => u.delay_s) ELSE j.run_at END,
     finished_at = CASE WHEN u.job_status = 'pending' THEN NULL ELSE now() END,
     last_error = coalesce(u.error, j.last_error),
@@ -202,10 +205,11 @@ SET status = u.job_status,
     locked_until = NULL,
     updated_at = now()
 FROM unnest(
-    %(job_ids)b::bigint[], %(job_status)b::text[], %(refund)b::int[], %(delay_s)b::float8[],
-    %(errors)b::text[], %(results)b::text[], %(kinds)b::text[]
-) AS u(job_id, job_status, refund, delay_s, error, result, kind)
-WHERE j.id = u.job_id AND j.status = 'processing' AND j.locked_by = %(worker)s
+    %(job_ids)b::bigint[], %(job_status)b::text[], %(charge)b::int[], %(delay_s)b::float8[],
+    %(errors)b::text[], %(results)b::text[], %(kinds)b::text[], %(adopt)b::bool[]
+) AS u(job_id, job_status, charge, delay_s, error, result, kind, adopt)
+WHERE j.id = u.job_id
+  AND ((j.status = 'processing' AND j.locked_by = %(worker)s) OR (u.adopt AND j.status = 'pending'))
 RETURNING j.id, j.status, j.finished_at;
 
 -- name: queue_complete_messages
@@ -284,13 +288,14 @@ RETURNING c.id, n.old_status, c.status, c.name, c.total_messages, c.sent_count, 
           c.first_claimed_at, c.completed_at, c.status_reason;
 
 -- name: queue_instances_update
--- Per-instance effects of a batch: daily counters, the gap before the next send and the lease release
--- at the end of a run, or a pause (cooldown doubling with consecutive failures, capped).
+-- Per-instance effects of a batch: daily counters, and at the end of a run the gap before the next send,
+-- the lease release, the failure streak and, when it must rest, the pause the retry policy chose.
 WITH u AS (
     SELECT *
     FROM unnest(%(names)b::text[], %(sent)b::int[], %(failed)b::int[], %(release)b::bool[],
-                %(gap_s)b::float8[], %(pause)b::bool[], %(pause_min_s)b::float8[], %(reasons)b::text[])
-        AS u(name, sent, failed, release, gap_s, pause, pause_min_s, reason)
+                %(gap_s)b::float8[], %(pause_s)b::float8[], %(reasons)b::text[], %(streak)b::int[],
+                %(probe)b::bool[])
+        AS u(name, sent, failed, release, gap_s, pause_s, reason, streak, probe)
 ),
 today AS (
     SELECT (now() AT TIME ZONE 'America/Sao_Paulo')::date AS d
@@ -300,15 +305,13 @@ SET day = t.d,
     sent_today = CASE WHEN i.day = t.d THEN i.sent_today ELSE 0 END + u.sent,
     failed_today = CASE WHEN i.day = t.d THEN i.failed_today ELSE 0 END + u.failed,
     last_sent_at = CASE WHEN u.sent > 0 THEN now() ELSE i.last_sent_at END,
-    consecutive_failures = CASE WHEN u.pause THEN i.consecutive_failures + 1
-                                WHEN u.sent > 0 THEN 0
-                                ELSE i.consecutive_failures END,
-    paused_until = CASE
-        WHEN u.pause THEN now() + make_interval(secs => greatest(
-            u.pause_min_s,
-            least(%(pause_base_s)s * 2 ^ least(i.consecutive_failures, 30), %(pause_cap_s)s)))
-        ELSE i.paused_until END,
-    pause_reason = CASE WHEN u.pause THEN u.reason ELSE i.pause_reason END,
+    consecutive_failures = coalesce(u.streak, i.consecutive_failures),
+    probe = coalesce(u.probe, i.probe),
+    paused_until = CASE WHEN u.pause_s IS NOT NULL THEN now() + make_interval(secs => u.pause_s)
+                        ELSE i.paused_until END,
+    pause_reason = CASE WHEN u.pause_s IS NOT NULL THEN u.reason
+                        WHEN u.release THEN NULL
+                        ELSE i.pause_reason END,
     -- greatest(): another worker that took the instance over after our lease expired keeps its own gap
     next_send_at = CASE WHEN u.release THEN greatest(i.next_send_at, now() + make_interval(secs => u.gap_s))
                         ELSE i.next_send_at END,
@@ -318,6 +321,15 @@ SET day = t.d,
 FROM u, today t
 WHERE i.tenant_id = %(tenant_id)s AND i.name = u.name;
 
+-- name: queue_halt_campaigns
+-- The sender refused our credentials: every running campaign of the tenant pauses with the reason,
+-- until an operator fixes the key and resumes it.
+UPDATE campaigns c
+SET status = 'paused', status_reason = %(reason)s, updated_at = now()
+WHERE c.tenant_id = %(tenant_id)s AND c.status = 'processing' AND c.transport = 'jobs'
+RETURNING c.id, c.name, c.status, c.total_messages, c.sent_count, c.failed_count, c.first_claimed_at,
+          c.completed_at, c.status_reason;
+
 -- name: queue_campaigns_first_claim
 -- Campaigns whose first message is being sent now (once across all workers): the campaign start event.
 UPDATE campaigns
@@ -326,12 +338,13 @@ WHERE id = ANY(%(ids)b::uuid[]) AND first_claimed_at IS NULL
 RETURNING id, name, total_messages, first_claimed_at;
 
 -- name: queue_heartbeat_jobs
--- Rows being completed right now are skipped, not waited for: no deadlock with the completer.
+-- Renews exactly what the worker still holds in memory (in flight, or an outcome not yet stored), never
+-- rows it has forgotten. Rows being completed right now are skipped, not waited for: no deadlock.
 UPDATE jobs
 SET locked_until = now() + make_interval(secs => %(lease_s)s)
 WHERE id IN (
     SELECT id FROM jobs
-    WHERE status = 'processing' AND locked_by = %(worker)s
+    WHERE id = ANY(%(ids)s::bigint[]) AND status = 'processing' AND locked_by = %(worker)s
     FOR UPDATE SKIP LOCKED
 );
 
@@ -340,36 +353,45 @@ UPDATE instances
 SET locked_until = now() + make_interval(secs => %(lease_s)s)
 WHERE (tenant_id, name) IN (
     SELECT tenant_id, name FROM instances
-    WHERE tenant_id = %(tenant_id)s AND locked_by = %(worker)s
+    WHERE tenant_id = %(tenant_id)s AND name = ANY(%(names)s::text[]) AND locked_by = %(worker)s
     FOR UPDATE SKIP LOCKED
 );
 
 -- name: queue_reset_expired_jobs
--- Jobs whose worker died (lease expired) go back to pending; those out of attempts are taken over by
--- the caller, which fails them through the normal completion path so the counters stay exact.
+-- Jobs whose worker died (lease expired) go back to pending at no cost in attempts: whether the send was
+-- tried is unknown. A job that keeps killing its workers is taken over by the caller after
+-- max_expiries, to fail through the normal completion path so the counters stay exact. A job of a
+-- cancelled campaign is cancelled instead. Right after a server restart every holder gets one lease of
+-- grace to come back and renew: their leases lapsed only because nobody could reach the database.
 WITH expired AS (
-    SELECT id FROM jobs
-    WHERE tenant_id = %(tenant_id)s AND status = 'processing' AND locked_until < now()
+    SELECT id, campaign_id FROM jobs
+    WHERE tenant_id = %(tenant_id)s AND status = 'processing'
+      AND greatest(locked_until, pg_postmaster_start_time() + make_interval(secs => %(lease_s)s)) < now()
     FOR UPDATE SKIP LOCKED
 ),
 reset AS (
     UPDATE jobs j
-    SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'processing' ELSE 'pending' END,
-        locked_by = CASE WHEN j.attempts >= j.max_attempts THEN %(worker)s END,
-        locked_until = CASE WHEN j.attempts >= j.max_attempts
+    SET status = CASE WHEN j.lease_expiries + 1 >= %(max_expiries)s THEN 'processing'
+                      WHEN c.status = 'cancelled' THEN 'cancelled'
+                      ELSE 'pending' END,
+        lease_expiries = j.lease_expiries + 1,
+        locked_by = CASE WHEN j.lease_expiries + 1 >= %(max_expiries)s THEN %(worker)s END,
+        locked_until = CASE WHEN j.lease_expiries + 1 >= %(max_expiries)s
                             THEN now() + make_interval(secs => %(lease_s)s) END,
-        run_at = CASE WHEN j.attempts >= j.max_attempts THEN j.run_at ELSE now() END,
+        finished_at = CASE WHEN c.status = 'cancelled' THEN now() END,
+        run_at = CASE WHEN j.lease_expiries + 1 >= %(max_expiries)s THEN j.run_at ELSE now() END,
         updated_at = now()
     FROM expired e
+    LEFT JOIN campaigns c ON c.id = e.campaign_id
     WHERE j.id = e.id
-    RETURNING j.id, j.instance, j.payload, j.attempts, j.max_attempts, j.campaign_id, j.message_id,
-              j.started_at, j.status
+    RETURNING j.id, j.instance, j.payload, j.attempts + 1 AS attempts, j.max_attempts, j.campaign_id,
+              j.message_id, j.started_at, j.status
 ),
 requeued AS (
     UPDATE message_logs m
-    SET status = 'queued', updated_at = now()
+    SET status = CASE WHEN r.status = 'cancelled' THEN 'cancelled' ELSE 'queued' END, updated_at = now()
     FROM reset r
-    WHERE m.id = r.message_id AND r.status = 'pending' AND m.status = 'sending'
+    WHERE m.id = r.message_id AND r.status IN ('pending', 'cancelled') AND m.status = 'sending'
 )
 SELECT id, instance, payload, attempts, max_attempts, campaign_id, message_id, started_at, status
 FROM reset;
@@ -379,7 +401,8 @@ UPDATE instances
 SET locked_by = NULL, locked_until = NULL, updated_at = now()
 WHERE (tenant_id, name) IN (
     SELECT tenant_id, name FROM instances
-    WHERE tenant_id = %(tenant_id)s AND locked_until < now()
+    WHERE tenant_id = %(tenant_id)s
+      AND greatest(locked_until, pg_postmaster_start_time() + make_interval(secs => %(lease_s)s)) < now()
     FOR UPDATE SKIP LOCKED
 );
 
@@ -428,7 +451,8 @@ SELECT EXISTS (
       AND j.payload ->> 'task_type' = ANY(%(task_types)s)
       AND (j.campaign_id IS NULL OR c.status = 'processing')
       AND (j.instance IS NULL OR i.name IS NOT NULL)
-      AND (i.paused_until IS NULL OR i.paused_until <= now())
+      -- an instance resting for a moment (a dropped connection, Evolution restarting) is waited for
+      AND (i.paused_until IS NULL OR i.paused_until <= now() + make_interval(secs => %(horizon_s)s))
       AND (c.daily_cap IS NULL OR i.name IS NULL
            OR i.day <> (now() AT TIME ZONE 'America/Sao_Paulo')::date OR i.sent_today < c.daily_cap)
 ) OR EXISTS (
@@ -440,4 +464,31 @@ SELECT EXISTS (
 );
 
 -- name: queue_listen
-LISTEN dispara_jobs;
+-- New jobs wake the claim loop; campaigns that stop running stop their claimed runs.
+LISTEN dispara_jobs; LISTEN dispara_campaign_status
+
+-- name: queue_left
+-- What is still queued when `worker --once` or `redrive` stops, grouped by why it did not go out.
+SELECT reason, count(*) AS jobs, min(until) AS until
+FROM (
+    SELECT CASE
+               WHEN c.id IS NOT NULL AND c.status <> 'processing' THEN 'campaign ' || c.status
+               WHEN i.paused_until > now() THEN 'instance ' || i.name || ' paused: ' || coalesce(i.pause_reason, '?')
+               WHEN c.daily_cap IS NOT NULL AND i.day = (now() AT TIME ZONE 'America/Sao_Paulo')::date
+                    AND i.sent_today >= c.daily_cap THEN 'daily cap reached on ' || i.name
+               WHEN j.run_at > now() THEN 'waiting to retry'
+               ELSE 'due'
+           END AS reason,
+           CASE
+               WHEN c.id IS NOT NULL AND c.status <> 'processing' THEN c.scheduled_for
+               WHEN i.paused_until > now() THEN i.paused_until
+               WHEN j.run_at > now() THEN j.run_at
+           END AS until
+    FROM jobs j
+    LEFT JOIN campaigns c ON c.id = j.campaign_id
+    LEFT JOIN instances i ON i.tenant_id = j.tenant_id AND i.name = j.instance
+    WHERE j.tenant_id = %(tenant_id)s AND j.status = 'pending'
+) pending
+GROUP BY reason
+ORDER BY jobs DESC, reason
+LIMIT 5;
