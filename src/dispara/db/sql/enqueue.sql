@@ -1,0 +1,35 @@
+-- Jobs that are not campaign messages: enqueued one at a time, claimed and followed by id.
+
+-- name: jobs_enqueue
+-- The statement trigger on jobs NOTIFYs dispara_jobs, which wakes the workers.
+INSERT INTO jobs (tenant_id, payload, max_attempts, run_at)
+VALUES (%(tenant_id)s, %(payload)s::jsonb, coalesce(%(max_attempts)s, 3), coalesce(%(run_at)s, now()))
+RETURNING id;
+
+-- name: jobs_claim_by_id
+-- One unpaced job, leased to the caller if it is due and nobody holds it (`--wait` runs it itself).
+UPDATE jobs j
+SET status = 'processing',
+    locked_by = %(worker)s,
+    locked_until = now() + make_interval(secs => %(lease_s)s),
+    attempts = j.attempts + 1,
+    started_at = now(),
+    updated_at = now()
+WHERE j.id = ANY(ARRAY(
+    SELECT id FROM jobs
+    WHERE id = %(id)s AND tenant_id = %(tenant_id)s AND status = 'pending' AND instance IS NULL
+      AND run_at <= now()
+    FOR UPDATE SKIP LOCKED
+))
+RETURNING j.id, j.instance, j.payload, j.attempts, j.max_attempts, j.campaign_id, j.message_id,
+          j.started_at;
+
+-- name: jobs_state
+-- Where a followed job stands; `due_in` is seconds until a pending job may run (negative: due now).
+SELECT status, result, last_error, error_kind, attempts, max_attempts,
+       extract(epoch FROM run_at - now()) AS due_in
+FROM jobs
+WHERE id = %(id)s AND tenant_id = %(tenant_id)s;
+
+-- name: jobs_listen_done
+LISTEN dispara_job_done;
