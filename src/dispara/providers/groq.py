@@ -52,7 +52,10 @@ def sniff(head: bytes) -> str | None:
         return "webm"
     if head[4:8] == b"ftyp":
         return "m4a"
-    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+    # MPEG audio frame sync; layer bits 00 would be AAC in ADTS, which Groq does not take.
+    if head.startswith(b"ID3") or (
+        len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06
+    ):
         return "mp3"
     return None
 
