@@ -343,3 +343,28 @@ class SupabaseStorageStub(_Server):
             return self._error(400, "InvalidSignature", "invalid token")
         data, ctype = self.objects[where]
         return Response(data, media_type=ctype)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ElevenLabs and Groq stubs in their own process (benchmarks): prints their URLs, then waits."""
+    import argparse
+    import signal
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m tests.stubs.audio_stubs")
+    parser.add_argument("--elevenlabs-key", required=True)
+    parser.add_argument("--groq-key", required=True)
+    parser.add_argument("--max-seconds", type=float, default=600.0, help="exit by itself after this long")
+    args = parser.parse_args(argv)
+    done = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: done.set())
+    with ElevenLabsStub(api_key=args.elevenlabs_key) as eleven, GroqStub(api_key=args.groq_key) as groq:
+        sys.stdout.write(f"ELEVENLABS_STUB_URL={eleven.url}\nGROQ_STUB_URL={groq.url}\n")
+        sys.stdout.flush()
+        done.wait(args.max_seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

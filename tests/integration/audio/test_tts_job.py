@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 from typing import Any
 
 import soundfile
@@ -174,3 +175,17 @@ def test_delivery_waits_for_a_campaign_holding_the_instance(
     assert len(evolution.sends()) == 1  # campaign pacing (next_send_at) does not hold audio back
     lease = conn.execute("SELECT locked_by FROM instances WHERE name = %s", (INSTANCE,)).fetchone()
     assert lease == (None,)  # released after the send
+
+
+def test_deliveries_on_one_instance_never_overlap(
+    conn: Conn, settings_for: Any, evolution: EvolutionStub
+) -> None:
+    evolution.configure(latency_s=0.1)  # each send takes 100 ms to answer
+    for _ in range(6):
+        tts_job(conn)
+    drain(settings_for())  # 4 sender threads, all delivering through INSTANCE
+    sends = sorted(s.mono for s in evolution.sends())
+    assert len(sends) == 6
+    gaps = [b - a for a, b in itertools.pairwise(sends)]
+    assert min(gaps) >= 0.095, gaps  # each send started only after the previous one was answered
+    assert conn.execute("SELECT locked_by FROM instances WHERE name = %s", (INSTANCE,)).fetchone() == (None,)
