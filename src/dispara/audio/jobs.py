@@ -68,8 +68,15 @@ def upload_file(settings: Settings, file: Path, *, bucket: str, path: str | None
         storage.close()
 
 
-def submit(conn: Connection, tenant_id: UUID, settings: Settings, task_type: str, data: dict[str, Any], *,
-           run_location: str = "supabase") -> int:  # fmt: skip
+def submit(
+    conn: Connection,
+    tenant_id: UUID,
+    settings: Settings,
+    task_type: str,
+    data: dict[str, Any],
+    *,
+    run_location: str = "supabase",
+) -> int:
     """Enqueue the job (committed by the caller) with audio.max_attempts."""
     return enqueue(
         conn, tenant_id, task_type, data, run_location=run_location, max_attempts=settings.audio.max_attempts

@@ -23,6 +23,7 @@ from dispara.providers.base import InstanceUnavailableError
 from dispara.queue import handlers
 from dispara.queue.complete import apply_batch
 from dispara.queue.model import ClaimedJob, Outcome
+from dispara.queue.runner import WEBHOOK_MISSING
 from dispara.queue.webhooks import JobEvents, WebhookDispatcher, resolve_target
 from dispara.queue.worker import make_sender, new_worker_id
 
@@ -102,8 +103,6 @@ class _Runner:
         ctx, events = self.start()
         events.started(job)
         if self.settings.webhook.required and not events.active:
-            from dispara.queue.runner import WEBHOOK_MISSING
-
             outcome = Outcome(job, "failed", WEBHOOK_MISSING, "permanent")
         else:
             try:
