@@ -9,11 +9,17 @@ from typing import Any
 import pytest
 
 from dispara.audio.payloads import TRANSCRIBE, TTS
-from dispara.config import ExternalWorkerConfig
+from dispara.config import ExternalWorkerConfig, SupabaseConfig
 from dispara.queue.enqueue import enqueue
 from tests.integration.audio.conftest import GROQ_KEY, INSTANCE, NUMBER, drain
 from tests.integration.queue.conftest import Conn, job_rows, tenant
-from tests.stubs.audio_stubs import ElevenLabsStub, ExternalWorkerStub, GroqStub, make_ogg
+from tests.stubs.audio_stubs import (
+    ElevenLabsStub,
+    ExternalWorkerStub,
+    GroqStub,
+    SupabaseStorageStub,
+    make_ogg,
+)
 from tests.stubs.evolution_stub import EvolutionStub
 
 
@@ -215,3 +221,21 @@ def test_external_without_url_fails(conn: Conn, settings_for: Any, tmp_path: Pat
     drain(settings_for())
     (row,) = job_rows(conn, [job_id])
     assert row["status"] == "failed" and "EXTERNAL_WORKER_URL is not set" in row["last_error"]
+
+
+def test_transcribes_from_supabase_storage(
+    conn: Conn, settings_for: Any, groq: GroqStub, evolution: EvolutionStub
+) -> None:
+    key = "sb_secret_0123456789abcdef"
+    audio = make_ogg(0.3)
+    with SupabaseStorageStub(key=key, buckets={"inbox"}) as storage:
+        storage.objects[("inbox", "in/voice.oga")] = (audio, "audio/ogg")
+        base = settings_for()
+        settings = base.model_copy(update={"supabase": SupabaseConfig(url=storage.url, service_role_key=key)})
+        job_id = transcribe_job(conn, audio_bucket="inbox")
+        drain(settings)
+    (row,) = job_rows(conn, [job_id])
+    assert row["status"] == "completed", row["last_error"]
+    (request,) = groq.requests()
+    assert (request.body["filename"], request.body["size"]) == ("voice.ogg", len(audio))
+    assert len(evolution.sends()) == 1

@@ -7,14 +7,15 @@ import io
 import itertools
 from typing import Any
 
+import httpx
 import soundfile
 
 from dispara.audio.payloads import TTS
-from dispara.config import WebhookConfig
+from dispara.config import SupabaseConfig, WebhookConfig
 from dispara.queue.enqueue import enqueue
 from tests.integration.audio.conftest import INSTANCE, NUMBER, XI_KEY, drain
 from tests.integration.queue.conftest import Conn, Receiver, job_rows, tenant, wait_for
-from tests.stubs.audio_stubs import ElevenLabsStub
+from tests.stubs.audio_stubs import ElevenLabsStub, SupabaseStorageStub
 from tests.stubs.evolution_stub import EvolutionStub
 
 
@@ -189,3 +190,29 @@ def test_deliveries_on_one_instance_never_overlap(
     gaps = [b - a for a, b in itertools.pairwise(sends)]
     assert min(gaps) >= 0.095, gaps  # each send started only after the previous one was answered
     assert conn.execute("SELECT locked_by FROM instances WHERE name = %s", (INSTANCE,)).fetchone() == (None,)
+
+
+def test_with_supabase_storage_the_voice_note_is_a_signed_url(
+    conn: Conn, settings_for: Any, eleven: ElevenLabsStub, evolution: EvolutionStub
+) -> None:
+    key = "sb_secret_0123456789abcdef"
+    with SupabaseStorageStub(key=key) as storage:
+        settings = settings_for(signed_url_ttl_s=600)
+        settings = settings.model_copy(
+            update={"supabase": SupabaseConfig(url=storage.url, service_role_key=key)}
+        )
+        job_id = tts_job(conn)
+        drain(settings)
+        (row,) = job_rows(conn, [job_id])
+        assert row["status"] == "completed", row["last_error"]
+        stored, ctype = storage.objects[("dispara-audio", f"tts/{NUMBER}/{job_id}.ogg")]
+        assert stored == eleven.audio and ctype == "audio/ogg; codecs=opus"
+        (send,) = evolution.sends()
+        url = send.body["audio"]
+        assert url.startswith(
+            f"{storage.url}/storage/v1/object/sign/dispara-audio/tts/{NUMBER}/{job_id}.ogg?token="
+        )
+        assert httpx.get(url).content == stored  # what Evolution fetches, without any key
+        sign = next(r for r in storage.requests() if r.method == "POST" and "/sign/" in r.path)
+        assert sign.body == {"expiresIn": 600}
+        assert not (settings.data_dir / "storage").exists()

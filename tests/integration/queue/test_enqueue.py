@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from dispara.config import WebhookConfig
-from dispara.errors import InputError, PermanentServiceError
+from dispara.errors import InputError, PermanentServiceError, TransientServiceError
 from dispara.queue import handlers
 from dispara.queue.enqueue import enqueue
 from dispara.queue.follow import claim_by_id, follow, job_state
@@ -37,6 +37,8 @@ def echo() -> Iterator[list[tuple[int, dict[str, Any]]]]:
         (one,) = ctx.connection().execute("SELECT 1").fetchone() or (None,)
         if job.data.get("fail") == "permanent":
             raise PermanentServiceError("asked to fail")
+        if job.data.get("fail") == "once" and job.attempts == 1:
+            raise TransientServiceError("try again", retry_after=0.3)
         return {"echo": job.data, "one": one}
 
     handlers.register(ECHO, handler)
@@ -178,3 +180,20 @@ def test_follow_waits_for_a_job_another_worker_holds(
     assert not thread.is_alive()
     assert result[0].result == {"by": "other"}
     assert echo == []  # never run here: someone else held it
+
+
+def test_follow_waits_out_a_retry_and_runs_it_again(
+    conn: Conn, db_dsn: str, tmp_path: Path, echo: list[tuple[int, dict[str, Any]]]
+) -> None:
+    tid = tenant(conn)
+    job_id = enqueue(conn, tid, ECHO, {"fail": "once"})
+    conn.commit()
+    base = make_settings(db_dsn, tmp_path / "data")
+    settings = base.model_copy(update={"worker": base.worker.model_copy(update={"retry_base_s": 0.01})})
+    said: list[str] = []
+    state = follow(settings, tid, job_id, notice=said.append)
+    assert (state.status, state.attempts) == ("completed", 2)
+    assert [i for i, _ in echo] == [job_id, job_id]
+    assert said[0] == f"job {job_id}: running it here (attempt 1/3)"
+    assert said[1].startswith(f"job {job_id}: attempt 1 failed (try again); next in ")
+    assert said[2] == f"job {job_id}: running it here (attempt 2/3)"
