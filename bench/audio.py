@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -34,8 +35,14 @@ GROQ_KEY = "bench-gsk-0123456789"
 NUMBER = "5511987654321"
 
 
+def cpu_of(pid: int) -> float:
+    """CPU seconds a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def audio_stubs() -> Iterator[tuple[str, str]]:
+def audio_stubs() -> Iterator[tuple[str, str, int]]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.stubs.audio_stubs", "--elevenlabs-key", XI_KEY, "--groq-key", GROQ_KEY],
         cwd=ROOT,
@@ -47,7 +54,7 @@ def audio_stubs() -> Iterator[tuple[str, str]]:
         urls = [re.match(r"\w+=(\S+)", proc.stdout.readline()) for _ in range(2)]
         if not all(urls):
             raise RuntimeError("audio stubs did not start")
-        yield urls[0].group(1), urls[1].group(1)  # type: ignore[union-attr]
+        yield urls[0].group(1), urls[1].group(1), proc.pid  # type: ignore[union-attr]
     finally:
         proc.terminate()
         proc.wait(10)
@@ -67,8 +74,9 @@ def seed(dsn: str, task_type: str, datas: list[dict[str, object]]) -> None:
         )
 
 
-def run_worker(env: dict[str, str], config: Path) -> tuple[str, int]:
-    """Run `dispara worker --once`; returns its output line and its peak RSS in KiB (sampled)."""
+def run_worker(env: dict[str, str], config: Path) -> tuple[str, int, float]:
+    """Run `dispara worker --once`; returns its output line, peak RSS in KiB (sampled) and CPU seconds."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     spy = os.environ.get("BENCH_PY_SPY")  # a file: sample the worker with py-spy (collapsed stacks)
     command = [sys.executable, "-m", "dispara", "--config", str(config), "worker", "--once"]
     if spy:
@@ -97,7 +105,9 @@ def run_worker(env: dict[str, str], config: Path) -> tuple[str, int]:
     sampler.join()
     if proc.returncode != 0:
         raise SystemExit(f"worker failed ({proc.returncode}):\n{out}{err}")
-    return out.strip(), peak[0]
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return out.strip(), peak[0], cpu
 
 
 def busy(dsn: str) -> tuple[int, int, float]:
@@ -125,7 +135,7 @@ def main() -> int:
     with (
         fresh_database() as dsn,
         tempfile.TemporaryDirectory(prefix="dispara-audio-bench-") as tmp,
-        audio_stubs() as (eleven_url, groq_url),
+        audio_stubs() as (eleven_url, groq_url, stubs_pid),
         evolution_stub() as evolution_url,
     ):
         data_dir = Path(tmp) / "data"
@@ -153,14 +163,17 @@ def main() -> int:
             for i in range(args.tts)
         ]  # fmt: skip
         seed(dsn, "text-to-speech", tts)
-        said, rss = run_worker(env, config)
+        stub_cpu = cpu_of(stubs_pid)
+        said, rss, cpu = run_worker(env, config)
+        stub_cpu = cpu_of(stubs_pid) - stub_cpu
         done, total, seconds = busy(dsn)
         print(
             f"text-to-speech: {done}/{total} completed, {stub_sends(evolution_url)} voice notes at the stub"
         )
         print(f"  worker said: {said}")
         print(f"  throughput: {done / seconds:,.0f} jobs/s (first claim -> last completion, {seconds:.2f}s)")
-        print(f"  worker peak RSS {rss / 1024:.0f} MiB")
+        print(f"  worker peak RSS {rss / 1024:.0f} MiB, CPU {cpu / max(done, 1) * 1e3:.2f} ms per job")
+        print(f"  ElevenLabs stub CPU {stub_cpu / max(done, 1) * 1e3:.2f} ms per job")
         if not args.asr:
             return 0
         source = data_dir / "storage" / "inbox" / "source.ogg"
@@ -175,14 +188,14 @@ def main() -> int:
             for i in range(args.asr)
         ]
         seed(dsn, "transcribe-audio", asr)
-        said, rss = run_worker(env, config)
+        said, rss, cpu = run_worker(env, config)
         done, total, seconds = busy(dsn)
         print(f"transcription: {done}/{total} completed of {args.asr_mb:g} MB each")
         print(f"  worker said: {said}")
         print(
             f"  throughput: {done / seconds:,.1f} jobs/s ({done * args.asr_mb / seconds:,.0f} MB/s uploaded)"
         )
-        print(f"  worker peak RSS {rss / 1024:.0f} MiB")
+        print(f"  worker peak RSS {rss / 1024:.0f} MiB, CPU {cpu / max(done, 1) * 1e3:.1f} ms per job")
     return 0
 
 
