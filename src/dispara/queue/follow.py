@@ -30,7 +30,7 @@ from dispara.queue.worker import make_sender, new_worker_id
 log = logging.getLogger("dispara.worker")
 
 FINAL: Final = frozenset({"completed", "failed", "cancelled"})
-RECHECK_S: Final = 5.0  # while another worker holds the job: look again this often (its lease may expire)
+RECHECK_S: Final = 5.0  # longest wait between looks while another worker holds the job
 RUN_LEASE_EXTRA_S: Final = 300.0  # no heartbeat here: the lease covers the slowest provider call
 WEBHOOK_DRAIN_S: Final = 5.0
 
@@ -45,6 +45,7 @@ class JobState:
     attempts: int
     max_attempts: int
     due_in_s: float
+    lease_left_s: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -55,9 +56,10 @@ def job_state(conn: Connection, tenant_id: UUID, job_id: int) -> JobState:
     row = conn.execute(q("jobs_state"), {"id": job_id, "tenant_id": tenant_id}).fetchone()
     if row is None:
         raise NotFoundError(f"job {job_id} not found")
-    status, result, error, kind, attempts, max_attempts, due_in = row
+    status, result, error, kind, attempts, max_attempts, due_in, lease_left = row
     result = result if isinstance(result, dict) else None
-    return JobState(job_id, status, result, error, kind, attempts, max_attempts, float(due_in or 0.0))
+    lease = float(lease_left) if lease_left is not None else None
+    return JobState(job_id, status, result, error, kind, attempts, max_attempts, float(due_in or 0.0), lease)
 
 
 def claim_by_id(
@@ -145,14 +147,19 @@ def follow(
                 state = job_state(conn, tenant_id, job_id)
                 if state.finished:
                     return state
-                if run_here and state.status == "pending" and state.due_in_s <= 0:
+                due = state.status == "pending" and state.due_in_s <= 0
+                if run_here and (due or state.status == "processing"):  # a dead worker's job is taken over
                     lease = settings.worker.lease_s + RUN_LEASE_EXTRA_S
                     job = claim_by_id(conn, tenant_id, job_id, worker=runner.worker, lease_s=lease)
                     if job is not None:
                         say(f"job {job_id}: running it here (attempt {job.attempts}/{job.max_attempts})")
                         runner.run(job)
                         continue
-                wait = state.due_in_s if state.status == "pending" and state.due_in_s > 0 else RECHECK_S
+                wait = RECHECK_S
+                if state.status == "pending" and state.due_in_s > 0:
+                    wait = state.due_in_s
+                elif state.status == "processing" and state.lease_left_s is not None:
+                    wait = min(RECHECK_S, max(0.0, state.lease_left_s) + 0.01)
                 if state.status == "pending" and state.due_in_s > 0:
                     say(
                         f"job {job_id}: attempt {state.attempts} failed ({state.last_error}); "

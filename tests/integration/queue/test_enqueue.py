@@ -197,3 +197,16 @@ def test_follow_waits_out_a_retry_and_runs_it_again(
     assert said[0] == f"job {job_id}: running it here (attempt 1/3)"
     assert said[1].startswith(f"job {job_id}: attempt 1 failed (try again); next in ")
     assert said[2] == f"job {job_id}: running it here (attempt 2/3)"
+
+
+def test_follow_takes_over_a_job_whose_worker_died(
+    conn: Conn, db_dsn: str, tmp_path: Path, echo: list[tuple[int, dict[str, Any]]]
+) -> None:
+    tid = tenant(conn)
+    job_id = enqueue(conn, tid, ECHO, {"orphan": True})
+    conn.commit()
+    assert claim_by_id(conn, tid, job_id, worker="dead-worker", lease_s=0.2) is not None
+    conn.commit()
+    state = follow(make_settings(db_dsn, tmp_path / "data"), tid, job_id)
+    assert (state.status, state.attempts) == ("completed", 2)
+    assert echo == [(job_id, {"orphan": True})]

@@ -7,7 +7,8 @@ VALUES (%(tenant_id)s, %(payload)s::jsonb, coalesce(%(max_attempts)s, 3), coales
 RETURNING id;
 
 -- name: jobs_claim_by_id
--- One unpaced job, leased to the caller if it is due and nobody holds it (`--wait` runs it itself).
+-- One unpaced job, leased to the caller if it is due and nobody holds it (`--wait` runs it itself): pending,
+-- or left processing by a worker whose lease expired while attempts remain (an exhausted one is redrive's).
 UPDATE jobs j
 SET status = 'processing',
     locked_by = %(worker)s,
@@ -17,17 +18,20 @@ SET status = 'processing',
     updated_at = now()
 WHERE j.id = ANY(ARRAY(
     SELECT id FROM jobs
-    WHERE id = %(id)s AND tenant_id = %(tenant_id)s AND status = 'pending' AND instance IS NULL
-      AND run_at <= now()
+    WHERE id = %(id)s AND tenant_id = %(tenant_id)s AND instance IS NULL
+      AND ((status = 'pending' AND run_at <= now())
+           OR (status = 'processing' AND locked_until < now() AND attempts < max_attempts))
     FOR UPDATE SKIP LOCKED
 ))
 RETURNING j.id, j.instance, j.payload, j.attempts, j.max_attempts, j.campaign_id, j.message_id,
           j.started_at;
 
 -- name: jobs_state
--- Where a followed job stands; `due_in` is seconds until a pending job may run (negative: due now).
+-- Where a followed job stands; `due_in` is seconds until a pending job may run (negative: due now),
+-- `lease_left` seconds until a processing job's lease runs out.
 SELECT status, result, last_error, error_kind, attempts, max_attempts,
-       extract(epoch FROM run_at - now()) AS due_in
+       extract(epoch FROM run_at - now()) AS due_in,
+       extract(epoch FROM locked_until - now()) AS lease_left
 FROM jobs
 WHERE id = %(id)s AND tenant_id = %(tenant_id)s;
 
