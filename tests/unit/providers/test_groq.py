@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import io
 
 import httpx
@@ -39,15 +41,16 @@ def error(code: str, message: str, kind: str = "invalid_request_error") -> dict[
 
 
 def fields(request: httpx.Request) -> dict[str, bytes]:
-    """The multipart parts of a request, parsed the way a server would (by the boundary)."""
-    boundary = request.headers["content-type"].split("boundary=")[1].encode()
+    """The multipart parts of a request, parsed by the standard library's MIME parser."""
+    head = f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + request.read())
     out: dict[str, bytes] = {}
-    for part in request.content.split(b"--" + boundary)[1:-1]:
-        head, _, value = part.strip(b"\r\n").partition(b"\r\n\r\n")
-        name = head.split(b'name="')[1].split(b'"')[0].decode()
-        if b"filename=" in head:
-            out["filename"] = head.split(b'filename="')[1].split(b'"')[0]
-        out[name] = value
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        filename = part.get_filename()
+        if filename:
+            out["filename"] = filename.encode()
+        out[str(name)] = part.get_payload(decode=True)
     return out
 
 
