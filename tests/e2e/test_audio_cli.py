@@ -148,3 +148,24 @@ def test_bad_input_is_one_line_and_exit_4(env: dict[str, str]) -> None:
     assert result.err.startswith("dispara: error: text-to-speech data.id_sender: '12':")
     missing = run_subprocess(env, "audio", "transcribe")
     assert missing.code == 4 and "give a FILE to transcribe, or --path" in missing.err
+
+
+def test_wait_with_a_worker_running_sends_once(
+    env: dict[str, str], tmp_path: Path, evolution: EvolutionStub, eleven: ElevenLabsStub
+) -> None:
+    import subprocess
+    import sys
+
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "dispara", "worker"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        results = [
+            run_subprocess(env, "audio", "tts", f"Olá {i}", "--to", NUMBER, "--wait") for i in range(3)
+        ]
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    assert [r.code for r in results] == [0, 0, 0], [r.err for r in results]
+    assert len(eleven.requests()) == 3 and len(evolution.sends()) == 3  # each job ran exactly once

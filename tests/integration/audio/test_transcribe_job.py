@@ -239,3 +239,32 @@ def test_transcribes_from_supabase_storage(
     (request,) = groq.requests()
     assert (request.body["filename"], request.body["size"]) == ("voice.ogg", len(audio))
     assert len(evolution.sends()) == 1
+
+
+def test_an_empty_transcript_is_stored_and_not_sent(
+    conn: Conn, settings_for: Any, groq: GroqStub, evolution: EvolutionStub, voice: bytes
+) -> None:
+    groq.text = ""
+    try:
+        job_id = transcribe_job(conn)
+        drain(settings_for())
+    finally:
+        groq.text = "Olá, isto é uma transcrição de teste."
+    (row,) = job_rows(conn, [job_id])
+    assert row["status"] == "completed", row["last_error"]
+    assert row["result"]["text"] == "" and "nothing to send" in row["result"]["delivered"]
+    assert evolution.requests() == []
+
+
+def test_a_closed_instance_is_retried_and_never_sends(
+    conn: Conn, settings_for: Any, groq: GroqStub, evolution: EvolutionStub, voice: bytes
+) -> None:
+    evolution.configure(closed_instances={INSTANCE})
+    base = settings_for()
+    settings = base.model_copy(update={"worker": base.worker.model_copy(update={"retry_base_s": 0.01})})
+    job_id = transcribe_job(conn)
+    drain(settings)
+    (row,) = job_rows(conn, [job_id])
+    assert row["status"] == "failed" and row["attempts"] == 3
+    assert "Connection Closed" in row["last_error"] and "gave up after 3 attempts" in row["last_error"]
+    assert evolution.sends() == [] and len(evolution.sends(ok_only=False)) == 3
