@@ -104,9 +104,10 @@ class JobEnv:
 
     def key(self, configured: str | None, setting: str, env: str) -> Key:
         """The configured value, else the tenant setting; PermanentServiceError naming it if neither."""
-        if configured:
-            return Key(configured, env)
-        value = self.tenant_values().get(setting)
+        # Stripped: a key pasted with a trailing newline would make an illegal header value.
+        if configured and configured.strip():
+            return Key(configured.strip(), env)
+        value = (self.tenant_values().get(setting) or "").strip()
         if value:
             return Key(value, f"tenant setting {setting}")
         raise PermanentServiceError(

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 
 import dispara
-from dispara.errors import PermanentServiceError, ServiceError, TransientServiceError
+from dispara.errors import ConfigError, PermanentServiceError, ServiceError, TransientServiceError
 from dispara.providers.evolution import public_url
 from dispara.providers.health import storage_error, storage_headers
 
@@ -176,6 +176,10 @@ class SupabaseStorage:
     ) -> None:
         self._base = url.strip().rstrip("/") + "/storage/v1"
         self.label = f"Supabase Storage {public_url(url)}"
+        key = key.strip()
+        if not key or any(ord(c) < 32 or ord(c) == 127 for c in key):
+            # httpx would quote the illegal header value in its error: refuse it without echoing it.
+            raise ConfigError("SUPABASE_SERVICE_ROLE_KEY contains spaces or control characters")
         headers = {**storage_headers(key), "user-agent": f"dispara/{dispara.__version__}"}
         self._client = httpx.Client(
             base_url=self._base,
@@ -281,7 +285,5 @@ def make_storage(data_dir: Path, url: str | None, key: str | None, *, timeout_s:
     if not url:
         return LocalStorage(data_dir / "storage")
     if not key:
-        from dispara.errors import ConfigError
-
         raise ConfigError("SUPABASE_URL is set but SUPABASE_SERVICE_ROLE_KEY is not")
     return SupabaseStorage(url, key, timeout_s=timeout_s)
