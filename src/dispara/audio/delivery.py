@@ -23,6 +23,7 @@ log = logging.getLogger("dispara.audio")
 
 OUTBOX_INSTANCE = "outbox"
 LEASE_MARGIN_S = 30.0
+BUSY_RETRY_S = 5.0  # an instance that stayed busy is not tried again sooner than this
 
 
 def instance_for(env: JobEnv, named: str | None) -> str:
@@ -108,7 +109,8 @@ def _gate(tenant_id: UUID, instance: str) -> _Gate:
 
 def _busy(instance: str, wait_s: float) -> TransientServiceError:
     return TransientServiceError(
-        f"instance {instance} stayed busy with another send for {wait_s:g}s; delivery retried later"
+        f"instance {instance} stayed busy with another send for {wait_s:g}s; delivery retried later",
+        retry_after=max(BUSY_RETRY_S, wait_s),
     )
 
 

@@ -161,11 +161,15 @@ def test_delivery_waits_for_a_campaign_holding_the_instance(
     )
     job_id = tts_job(conn)
     settings = settings_for(instance_wait_s=0.3)
+    # The retry must not come due within the first run: the job is then pending, one attempt spent.
+    settings = settings.model_copy(
+        update={"worker": settings.worker.model_copy(update={"retry_base_s": 600})}
+    )
     from dispara.queue.worker import run_worker
 
     run_worker(settings, max_seconds=2.0)
     (row,) = job_rows(conn, [job_id])
-    assert row["status"] == "pending" and "stayed busy" in row["last_error"]
+    assert (row["status"], row["attempts"]) == ("pending", 1) and "stayed busy" in row["last_error"]
     assert evolution.requests() == []  # never sent while the campaign held the number
     conn.execute("UPDATE instances SET locked_by = NULL, locked_until = NULL, next_send_at = 'infinity'")
     conn.execute("UPDATE jobs SET run_at = now() WHERE id = %s", (job_id,))
