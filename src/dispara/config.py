@@ -49,12 +49,14 @@ class ElevenLabsConfig(_Section):
     voice_id: str | None = None
     model_id: str = "eleven_flash_v2_5"
     output_format: str = "opus_48000_32"
+    timeout_s: float = Field(120.0, gt=0)
 
 
 class GroqConfig(_Section):
     url: str = "https://api.groq.com"
     api_key: str | None = None
     model: str = "whisper-large-v3-turbo"
+    timeout_s: float = Field(60.0, gt=0)
 
 
 class SupabaseConfig(_Section):
@@ -73,6 +75,27 @@ class WebhookConfig(_Section):
 class ExternalWorkerConfig(_Section):
     url: str | None = None
     token: str | None = None
+    timeout_s: float = Field(300.0, gt=0)
+
+
+class AudioConfig(_Section):
+    instance: str | None = None
+    language: str = Field("pt", min_length=2)
+    result_targets: list[str] = Field(default_factory=list)
+    tts_path: str = Field("tts/{date}/{job_id}.ogg", min_length=1)
+    upload_path: str = Field("uploads/{date}/{uuid}-{name}", min_length=1)
+    signed_url_ttl_s: int = Field(3600, ge=60)
+    max_attempts: int = Field(3, ge=1, le=100)
+    instance_wait_s: float = Field(30.0, ge=0)
+
+    @field_validator("result_targets", mode="after")
+    @classmethod
+    def _table_dot_column(cls, value: list[str]) -> list[str]:
+        for target in value:
+            parts = target.split(".")
+            if len(parts) not in (2, 3) or not all(parts):
+                raise ValueError(f"{target!r}: write each target as table.column or schema.table.column")
+        return value
 
 
 class WorkerConfig(_Section):
@@ -104,6 +127,7 @@ class Settings(_Section):
     supabase: SupabaseConfig = Field(default_factory=SupabaseConfig)
     webhook: WebhookConfig = Field(default_factory=WebhookConfig)
     external_worker: ExternalWorkerConfig = Field(default_factory=ExternalWorkerConfig)
+    audio: AudioConfig = Field(default_factory=AudioConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
 
     @field_validator("data_dir", mode="after")

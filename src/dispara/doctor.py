@@ -291,9 +291,9 @@ def _storage(ctx: _Context) -> list[CheckResult]:
     cfg = ctx.settings.supabase
     url, key = cfg.url, cfg.service_role_key
     if not url and not key:
-        return [
-            _skipped("storage", "Supabase Storage not configured (SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY)")
-        ]
+        local = ctx.settings.data_dir / "storage"
+        detail = f"Supabase Storage not configured (SUPABASE_URL): audio files are kept under {local}"
+        return [_skipped("storage", detail)]
     if not url or not key:
         given, missing = (
             ("SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY")

@@ -98,7 +98,8 @@ def test_only_the_database_configured(
         "- QStash not configured (QSTASH_TOKEN not set)",
         "- ElevenLabs not configured (ELEVENLABS_API_KEY or tenant setting elevenlabs-apikey)",
         "- Groq not configured (GROQ_API_KEY or tenant setting groq-apikey)",
-        "- Supabase Storage not configured (SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY)",
+        "- Supabase Storage not configured (SUPABASE_URL): audio files are kept under "
+        f"{tmp_path / 'data' / 'storage'}",
         "- webhook not configured (JOB_WEBHOOK or tenant setting JOB_WEBHOOK)",
     ]
     assert result.err == ""

@@ -19,6 +19,7 @@ from dispara.errors import DisparaError, ExitCode, exit_code_for
 
 # name -> (module, attribute); modules are imported only when their command runs or help lists them.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "audio": ("dispara.cli.audio_cmd", "audio"),
     "campaign": ("dispara.cli.campaign_cmd", "campaign"),
     "config": ("dispara.cli.config_cmd", "config"),
     "db": ("dispara.cli.db_cmd", "db"),

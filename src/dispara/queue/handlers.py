@@ -9,12 +9,14 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from dispara.config import Settings
+from dispara.db import Connection
 from dispara.errors import PermanentServiceError, ServiceError
 from dispara.providers.base import (
     MESSAGE_TYPES,
@@ -32,9 +34,26 @@ SEND_MESSAGE = "send-message"
 
 @dataclass(frozen=True)
 class HandlerContext:
+    """What a handler may use: the settings, the WhatsApp sender and, for registered task types, the
+    tenant, the lease holder's id, `connection()` (this thread's autocommit connection; never close it)
+    and `services`, where a handler keeps the clients it builds once per worker (see dispara.audio).
+    """
+
     settings: Settings
     sender: Sender
     policy: RetryPolicy = DEFAULT_POLICY
+    tenant_id: UUID | None = None
+    worker_id: str = "dispara"
+    connection: Callable[[], Connection] | None = None
+    services: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def close_services(ctx: HandlerContext) -> None:
+    """Close the clients handlers kept in `ctx.services` (each one that has a close())."""
+    for service in ctx.services.values():
+        close = getattr(service, "close", None)
+        if callable(close):
+            close()
 
 
 Handler = Callable[[ClaimedJob, HandlerContext], dict[str, Any] | None]

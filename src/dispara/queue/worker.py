@@ -22,6 +22,7 @@ from dispara.config import Settings
 from dispara.db import Connection
 from dispara.db.connect import connect
 from dispara.db.queries import q
+from dispara.db.threadconn import ThreadConnections
 from dispara.errors import DatabaseError
 from dispara.providers.base import Sender
 from dispara.queue import handlers, leases, scheduler, spool
@@ -141,6 +142,9 @@ class _Worker:
         self.notice = notice
         self.given_sender = sender
         self.id = new_worker_id()
+        from dispara.audio.handlers import install
+
+        install()  # audio task types, before the claim filter is fixed
         self.task_types = handlers.task_types()
         self.webhooks = WebhookDispatcher(settings, worker=self.id, policy=RetryPolicy.of(settings.worker))
         self.events = JobEvents(self.webhooks, campaign_level=settings.webhook.campaign_events == "campaign")
@@ -150,6 +154,8 @@ class _Worker:
         self.sender: Sender | None = None
         self.shared: Shared | None = None
         self.conn: Connection
+        self.handler_conns = ThreadConnections(settings)
+        self.ctx: handlers.HandlerContext | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     def run(self) -> WorkerSummary:
@@ -196,7 +202,16 @@ class _Worker:
             )
 
     def start_threads(self, shared: Shared, sender: Sender) -> None:
-        runner = Runner(shared, handlers.HandlerContext(self.settings, sender, shared.policy), self.events)
+        ctx = handlers.HandlerContext(
+            self.settings,
+            sender,
+            shared.policy,
+            tenant_id=shared.tenant,
+            worker_id=self.id,
+            connection=self.handler_conns,
+        )
+        self.ctx = ctx
+        runner = Runner(shared, ctx, self.events)
         completer = Completer(shared, self.events)
         specs: list[tuple[str, Callable[[], None]]] = [
             (f"sender-{i}", runner.loop) for i in range(self.concurrency)
@@ -215,6 +230,9 @@ class _Worker:
         self.webhooks.close(min(WEBHOOK_DRAIN_S, max(self.cfg.grace_s, 1.0)))
         if self.sender is not None and self.given_sender is None:
             self.sender.close()
+        if self.ctx is not None:
+            handlers.close_services(self.ctx)
+        self.handler_conns.close()
 
     def drain(self, shared: Shared) -> None:
         """Put back at once every job not started; wait for the sends in flight (up to the sender's own

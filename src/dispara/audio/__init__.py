@@ -1,0 +1,1 @@
+"""Audio jobs: text-to-speech (ElevenLabs) and transcription (Groq Whisper), results delivered on WhatsApp."""
