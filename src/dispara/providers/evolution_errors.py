@@ -16,6 +16,7 @@ import httpx
 from dispara.errors import ExitCode, PermanentServiceError, ServiceError, TransientServiceError
 from dispara.providers.base import (
     InstanceUnavailableError,
+    NoAnswerError,
     NotOnWhatsAppError,
     ServerNotActivatedError,
     UnknownInstanceError,
@@ -31,6 +32,17 @@ _UNKNOWN_INSTANCE = re.compile(r'instance does not exist|^Instance ".*" not foun
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _TAG = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
+# Raised by httpx before any byte of the request was written (connecting, waiting for a pooled connection,
+# a proxy refusing the tunnel): the server cannot have acted on the request. Every other transport error
+# may come after the request was written, and then the message may have gone out.
+NEVER_SENT: tuple[type[httpx.TransportError], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+)
+_MAYBE_DELIVERED = " (the message may have been delivered)"
 
 
 class ApiKeyRejectedError(PermanentServiceError):
@@ -138,7 +150,7 @@ def _not_on_whatsapp(body: Any) -> dict[str, Any] | None:
 def classify_response(
     response: httpx.Response, *, instance: str, number: str | None, secret: str
 ) -> ServiceError:
-    """The exception for a non-2xx Evolution reply (see contracts/evolution.md §0, §2)."""
+    """The exception for a non-2xx Evolution reply (docs/evolution.md)."""
     status = response.status_code
     body = parse_json(response.content)
     text = _redact(error_text(body, response), secret)
@@ -191,9 +203,7 @@ def classify_response(
             f"Evolution rejected the message: {_strip_error_prefix(text)}", status=400
         )
     if status in _TRANSIENT_4XX or status >= 500:
-        return TransientServiceError(
-            f"Evolution answered HTTP {status}: {text}", status=status, retry_after=retry_after
-        )
+        return _transient_status(status, text, retry_after)
     if 300 <= status < 400:
         where = _redact(response.headers.get("location", "?"), secret)
         return PermanentServiceError(
@@ -203,14 +213,28 @@ def classify_response(
     return PermanentServiceError(f"Evolution refused the request (HTTP {status}): {text}", status=status)
 
 
+def _transient_status(status: int, text: str, retry_after: float | None) -> TransientServiceError:
+    if status == 504:
+        # A gateway gave up waiting for Evolution, usually after passing the request on: maybe sent.
+        return NoAnswerError(
+            f"Evolution answered HTTP 504: {text}{_MAYBE_DELIVERED}", maybe_delivered=True, status=504
+        )
+    return TransientServiceError(
+        f"Evolution answered HTTP {status}: {text}", status=status, retry_after=retry_after
+    )
+
+
 def _strip_error_prefix(text: str) -> str:
     # The send `catch` wraps every failure as "Error: <text>"; the prefix adds nothing for a reader.
     return re.sub(r"(^|; )Error: ", r"\1", text)
 
 
-def classify_transport_error(exc: httpx.TransportError, *, what: str, secret: str) -> TransientServiceError:
-    """Network failure or timeout: always worth retrying (a timed-out send may still have gone out)."""
+def classify_transport_error(exc: httpx.TransportError, *, what: str, secret: str) -> NoAnswerError:
+    """Network failure or timeout: worth retrying, and `maybe_delivered` unless the request never left."""
     detail = _redact(one_line(str(exc) or type(exc).__name__, 160), secret)
+    never_sent = isinstance(exc, NEVER_SENT)
     if isinstance(exc, httpx.TimeoutException):
-        return TransientServiceError(f"Evolution timed out on {what} ({type(exc).__name__})")
-    return TransientServiceError(f"cannot reach Evolution for {what}: {detail}")
+        text = f"Evolution timed out on {what} ({type(exc).__name__})"
+    else:
+        text = f"cannot reach Evolution for {what}: {detail}"
+    return NoAnswerError(text if never_sent else text + _MAYBE_DELIVERED, maybe_delivered=not never_sent)
