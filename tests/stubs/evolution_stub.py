@@ -94,6 +94,7 @@ class Behaviour:
     closed_rate: float = 0.0  # this fraction of sends -> 400 ["Error: Connection Closed"]
     transient_rate: float = 0.0  # this fraction of sends -> 500
     seed: int = 0  # of the RNG drawing closed_rate / transient_rate; setting it restarts the sequence
+    reply_headers: dict[str, str] = field(default_factory=dict)  # added to every Evolution reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +226,10 @@ class _Server:
         loop = self.loop = _new_event_loop()
         try:
             loop.run_until_complete(self.server.serve(sockets=[self.sock]))
+            pending = asyncio.all_tasks(loop)  # requests still held (hang_s), their connections gone
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         except BaseException as exc:  # surfaced by start()
             self.failure.append(exc)
         finally:
@@ -431,9 +436,10 @@ class EvolutionStub:
         finally:
             if sending:
                 self._leave(call.instance)
-        if isinstance(reply, Response):
-            return reply
-        return JSONResponse(reply, status_code=status)
+        if not isinstance(reply, Response):
+            reply = JSONResponse(reply, status_code=status)
+        reply.headers.update(self.behaviour.reply_headers)
+        return reply
 
     @staticmethod
     def _call(request: Request, raw: bytes) -> _Call:
