@@ -65,11 +65,12 @@ class EvolutionSender:
     HTTP(S)_PROXY, ALL_PROXY, NO_PROXY and SSL_CERT_FILE honoured as httpx honours them. `transport`
     replaces httpx's network transport, e.g. with an `httpx.MockTransport`.
 
-    The resend rule: a request is sent again only when it provably never reached the server (the connection
-    could not be opened: `NEVER_SENT` in `evolution_errors.py`), once, after a short pause. Anything after
-    the request may have been written (a timeout, a dropped connection, a garbled reply) is raised at once
-    as `NoAnswerError(maybe_delivered=True)`: the message may have gone out, and only the queue may decide
-    to send it again.
+    The resend rule: a request is sent again only when its connection could not be opened (`ConnectError`:
+    refused, DNS, TLS), once, after `RECONNECT_PAUSE_S`. The other failures before anything was written
+    (connect or pool timeout, a proxy refusing the tunnel: `NEVER_SENT` in `evolution_errors.py`) raise
+    `NoAnswerError(maybe_delivered=False)` at once. Anything after the request may have been written (a
+    timeout, a dropped connection, a garbled reply) raises `NoAnswerError(maybe_delivered=True)` at once:
+    the message may have gone out, and only the queue may decide to send it again.
     """
 
     def __init__(
@@ -216,18 +217,22 @@ class EvolutionSender:
 
     def _send(self, request: httpx.Request, *, what: str) -> httpx.Response:
         """The reply, sending again only what never left (see the resend rule in the class docstring)."""
-        for attempt in range(1, CONNECT_ATTEMPTS + 1):
+        attempts_left = CONNECT_ATTEMPTS
+        while True:
             try:
-                response = self._transport.handle_request(request)
-                try:
-                    response.read()
-                finally:
-                    response.close()
-                return response
+                return self._exchange(request)
             except httpx.ConnectError as exc:
-                if attempt == CONNECT_ATTEMPTS:
+                attempts_left -= 1
+                if attempts_left == 0:
                     raise classify_transport_error(exc, what=what, secret=self._api_key) from None
             except httpx.TransportError as exc:
                 raise classify_transport_error(exc, what=what, secret=self._api_key) from None
             time.sleep(RECONNECT_PAUSE_S)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _exchange(self, request: httpx.Request) -> httpx.Response:
+        response = self._transport.handle_request(request)
+        try:
+            response.read()
+        finally:
+            response.close()
+        return response
