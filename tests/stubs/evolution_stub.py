@@ -1,8 +1,8 @@
-"""A fast local Evolution API v2 stub (raw asyncio HTTP/1.1 with keep-alive) for e2e tests and benchmarks.
+"""A local Evolution API v2 stub for tests and benchmarks: a Starlette app served by uvicorn on 127.0.0.1.
 
-In-process: `with EvolutionStub(api_key="K") as stub: stub.url`. Standalone:
+In-process: `with EvolutionStub(api_key="K") as stub: stub.url` (uvicorn runs in a daemon thread). Standalone:
 `python -m tests.stubs.evolution_stub --port 0 --api-key K` prints `EVOLUTION_STUB_URL=http://127.0.0.1:PORT`;
-`GET /_stub/requests` on it returns what it recorded.
+`GET /_stub/requests` returns what it recorded, `POST /_stub/config` changes its behaviour.
 """
 
 from __future__ import annotations
@@ -11,32 +11,28 @@ import argparse
 import asyncio
 import contextlib
 import json
+import random
 import signal
-import ssl
+import socket
 import sys
 import threading
 import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 HOST = "127.0.0.1"  # never reachable from outside this machine
-MAX_HEADER_BYTES = 64 * 1024
-MAX_BODY_BYTES = 16 * 1024 * 1024
-_REASONS = {
-    200: "OK",
-    201: "Created",
-    400: "Bad Request",
-    401: "Unauthorized",
-    404: "Not Found",
-    411: "Length Required",
-    413: "Payload Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
 _SEND_ROUTES = {"sendText", "sendMedia", "sendWhatsAppAudio"}
 _UNLOADED_FIELD = {
     "sendText": "textMessage",
@@ -44,12 +40,25 @@ _UNLOADED_FIELD = {
     "sendWhatsAppAudio": "audioWhatsapp",
 }
 _MESSAGE_TYPES = {"image": "imageMessage", "video": "videoMessage", "document": "documentMessage"}
+_REASONS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 500: "Internal Server Error"}
+_GATEWAY_REASONS = {502: "Bad Gateway", 503: "Service Temporarily Unavailable", 504: "Gateway Time-out"}
 _HANG_UP = 0  # the status recorded for a request the stub closed the connection on without answering
+_TRANSPORT_KEY = "evolution_stub.transport"  # where the protocol below leaves the connection in the scope
+_LICENSE_REQUIRED = {
+    "error": "service not activated",
+    "code": "LICENSE_REQUIRED",
+    "register_url": "https://license.example/register",
+    "docs_url": "https://license.example/docs",
+    "message": "This Evolution API server must be activated",
+}
 
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request as the stub saw it; `at` is time.time() and `mono` time.monotonic() on arrival."""
+    """One request as the stub saw it; `at` is time.time() and `mono` time.monotonic() on arrival.
+
+    `path` is the raw (still percent-encoded) path; `status` is what was answered, 0 for a hang-up.
+    """
 
     method: str
     path: str
@@ -63,17 +72,6 @@ class RecordedRequest:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True, slots=True)
-class _Request:
-    method: str
-    path: str
-    group: str
-    route: str
-    instance: str | None
-    headers: dict[str, str]
-    body: Any
 
 
 @dataclass
@@ -91,20 +89,38 @@ class Behaviour:
     honour_delay: bool = False  # sleep `delay` ms like the real server (off: answer at once)
     latency_s: float = 0.0
     hang_up: set[str] = field(default_factory=set)  # number -> read and record the send, close, no reply
-    keepalive_timeout_s: float = 0.0  # close a connection idle this long between requests (0: never)
+    hang_s: float = 0.0  # every send is accepted (201, recorded) but its reply comes this much later
+    proxy_error: int | None = None  # a proxy before a dead Evolution: this status, nginx's HTML, every route
+    closed_rate: float = 0.0  # this fraction of sends -> 400 ["Error: Connection Closed"]
+    transient_rate: float = 0.0  # this fraction of sends -> 500
+    seed: int = 0  # of the RNG drawing closed_rate / transient_rate; setting it restarts the sequence
+    reply_headers: dict[str, str] = field(default_factory=dict)  # added to every Evolution reply
 
 
-_LICENSE_REQUIRED = {
-    "error": "service not activated",
-    "code": "LICENSE_REQUIRED",
-    "register_url": "https://license.example/register",
-    "docs_url": "https://license.example/docs",
-    "message": "This Evolution API server must be activated",
-}
+@dataclass(frozen=True, slots=True)
+class _Call:
+    method: str
+    path: str  # raw
+    group: str
+    route: str
+    instance: str | None
+    headers: dict[str, str]
+    body: Any
+    query: dict[str, str]
 
 
 def _envelope(status: int, message: Any) -> dict[str, Any]:
     return {"status": status, "error": _REASONS.get(status, "Error"), "response": {"message": message}}
+
+
+def _gateway_page(status: int) -> Response:
+    # nginx's own error page: what a reverse proxy answers when Evolution behind it is down or too slow.
+    title = f"{status} {_GATEWAY_REASONS.get(status, 'Error')}"
+    page = (
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n"
+        "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    )
+    return Response(page, status_code=status, media_type="text/html", headers={"server": "nginx"})
 
 
 def _validate(route: str, body: Any) -> list[list[str]] | None:
@@ -128,8 +144,119 @@ def _validate(route: str, body: Any) -> list[list[str]] | None:
     return None
 
 
+class _HangUp(Response):
+    """No reply at all: the connection is closed once the request has been read."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=500)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        transport = scope.get(_TRANSPORT_KEY)
+        if transport is not None:
+            transport.close()
+        for _ in range(3):  # let uvicorn see the connection lost, so it does not answer in our place
+            await asyncio.sleep(0)
+
+
+def _protocol_class(stub: EvolutionStub) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol, counting connections and exposing each request's connection to the app
+    (ASGI has no way to drop a connection without answering, which `hang_up` needs)."""
+    base: Any = AutoHTTPProtocol
+
+    class StubProtocol(base):  # type: ignore[misc]
+        def connection_made(self, transport: asyncio.Transport) -> None:
+            with stub.lock:
+                stub.connections += 1
+            super().connection_made(transport)
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.scope is not None:  # the request task starts on the next loop turn: it sees this
+                self.scope[_TRANSPORT_KEY] = self.transport
+
+    return StubProtocol
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    # uvloop when installed (uvicorn's own choice too): the stub then costs the benchmarks less CPU.
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+class _Server:
+    """One uvicorn server on an already bound socket, running its own event loop in a daemon thread."""
+
+    def __init__(
+        self, app: Starlette, sock: socket.socket, protocol: type[asyncio.Protocol], keepalive_s: float
+    ) -> None:
+        config = uvicorn.Config(
+            app,
+            http=protocol,
+            lifespan="off",
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+            timeout_keep_alive=keepalive_s,
+            timeout_graceful_shutdown=1,
+            backlog=1024,
+        )
+        self.server = uvicorn.Server(config)
+        self.sock = sock
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.failure: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, name="evolution-stub", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started and not self.failure and self.thread.is_alive():
+            if time.monotonic() > deadline:
+                raise RuntimeError("evolution stub did not start within 10 s")
+            time.sleep(0.005)
+        if self.failure:
+            raise self.failure[0]
+        if not self.server.started:
+            raise RuntimeError("evolution stub stopped while starting")
+
+    def _run(self) -> None:
+        loop = self.loop = _new_event_loop()
+        try:
+            loop.run_until_complete(self.server.serve(sockets=[self.sock]))
+            pending = asyncio.all_tasks(loop)  # requests still held (hang_s), their connections gone
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        except BaseException as exc:  # surfaced by start()
+            self.failure.append(exc)
+        finally:
+            loop.close()
+            self.sock.close()
+
+    def stop(self) -> None:
+        """Close every connection (in flight or idle) and the listening socket, like a process that died."""
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop has just closed
+                loop.call_soon_threadsafe(self._drop_connections)
+        self.server.force_exit = True
+        self.server.should_exit = True
+        self.thread.join(10)
+
+    def _drop_connections(self) -> None:
+        for server in getattr(self.server, "servers", []):
+            server.close()  # refuse new connections at once, not at the next tick
+        for connection in list(self.server.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.close()
+
+
 class EvolutionStub:
-    """The stub server, running its own event loop in a daemon thread; stops when the context exits."""
+    """The stub server; stops when the context exits. `down()` / `up()` take it off and back on its port."""
 
     def __init__(
         self,
@@ -146,9 +273,13 @@ class EvolutionStub:
         honour_delay: bool = False,
         latency_s: float = 0.0,
         hang_up: Iterable[str] = (),
-        keepalive_timeout_s: float = 0.0,
+        hang_s: float = 0.0,
+        proxy_error: int | None = None,
+        closed_rate: float = 0.0,
+        transient_rate: float = 0.0,
+        seed: int = 0,
+        keepalive_timeout_s: float = 5.0,  # Node's default keepAliveTimeout, which Evolution runs with
         max_records: int = 200_000,
-        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.behaviour = Behaviour(
             api_key=api_key,
@@ -162,104 +293,80 @@ class EvolutionStub:
             honour_delay=honour_delay,
             latency_s=latency_s,
             hang_up=set(hang_up),
-            keepalive_timeout_s=keepalive_timeout_s,
+            hang_s=hang_s,
+            proxy_error=proxy_error,
+            closed_rate=closed_rate,
+            transient_rate=transient_rate,
+            seed=seed,
         )
-        self._ssl = ssl_context  # serve HTTPS with it (the URL then starts with https://)
         self.lock = threading.Lock()
+        self.connections = 0  # TCP connections accepted so far
         self._records: deque[RecordedRequest] = deque(maxlen=max_records)  # bounded memory on long benchmarks
+        self._rng = random.Random(seed)
+        self._counter = 0
+        self._in_flight: Counter[str | None] = Counter()  # None: every instance
+        self._max_in_flight: Counter[str | None] = Counter()
+        self._instance_id = str(uuid.uuid4())
         self._requested_port = port
         self._port: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stopped: asyncio.Event | None = None
-        self._counter = 0
-        self.connections = 0  # TCP connections accepted so far
-        self._instance_id = str(uuid.uuid4())
+        self._keepalive_s = keepalive_timeout_s
+        self._server: _Server | None = None
+        self.app = Starlette(
+            routes=[
+                Route("/_stub/requests", self._recorded, methods=["GET", "DELETE"]),
+                Route("/_stub/config", self._configure_route, methods=["POST"]),
+                Route("/{path:path}", self._evolution, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+            ]
+        )
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     @property
     def url(self) -> str:
         if self._port is None:
             raise RuntimeError("stub not started")
-        return f"{'https' if self._ssl else 'http'}://{HOST}:{self._port}"
+        return f"http://{HOST}:{self._port}"
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("stub not started")
+        return self._port
 
     def start(self) -> EvolutionStub:
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self._serve(ready))
-            except BaseException as exc:  # surfaced to start()
-                failure.append(exc)
-                ready.set()
-            finally:
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name="evolution-stub", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if failure:
-            raise failure[0]
-        if self._port is None:
-            raise RuntimeError("evolution stub did not start within 10 s")
+        self.up()
         return self
 
-    def stop(self) -> None:
-        loop, stopped = self._loop, self._stopped
-        if loop is not None and stopped is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # loop already gone
-                loop.call_soon_threadsafe(stopped.set)
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
+    def up(self) -> None:
+        """Listen again (on the same port once it has had one): connections are accepted from now on."""
+        if self._server is not None:
+            return
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio: TCP_NODELAY
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, self._port if self._port is not None else self._requested_port))
+            sock.listen(1024)
+        except OSError:
+            sock.close()
+            raise
+        self._port = sock.getsockname()[1]
+        server = _Server(self.app, sock, _protocol_class(self), self._keepalive_s)
+        server.start()
+        self._server = server
 
     def down(self) -> None:
-        """Stop accepting connections (refused), keeping the port for `up()`."""
-        port = self._port
-        self.stop()
-        self._requested_port = port or 0
+        """Stop listening and drop every open connection: connecting is refused until `up()`."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
 
-    def up(self) -> None:
-        """Listen again on the same port."""
-        self.start()
+    def stop(self) -> None:
+        self.down()
 
     def __enter__(self) -> EvolutionStub:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    async def _serve(self, ready: threading.Event) -> None:
-        self._stopped = asyncio.Event()
-        tasks: set[asyncio.Task[None]] = set()
-
-        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            self.connections += 1  # tests assert keep-alive reuse with it
-            task = asyncio.current_task()
-            if task is not None:
-                tasks.add(task)
-            try:
-                await self._connection(reader, writer)
-            except asyncio.CancelledError:
-                pass  # shutting down: asyncio's stream callback would log a cancelled task as an error
-            finally:
-                if task is not None:
-                    tasks.discard(task)
-
-        server = await asyncio.start_server(
-            on_connect, HOST, self._requested_port, backlog=1024, limit=MAX_HEADER_BYTES, ssl=self._ssl
-        )
-        self._port = server.sockets[0].getsockname()[1]
-        ready.set()
-        async with server:
-            await self._stopped.wait()
-            server.close()
-            for task in list(tasks):  # idle keep-alive connections would otherwise block wait_closed
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
     # ---- introspection ---------------------------------------------------------------------------------
     def requests(self) -> list[RecordedRequest]:
@@ -270,135 +377,131 @@ class EvolutionStub:
         return [r for r in self.requests() if r.route in _SEND_ROUTES and (r.status == 201 or not ok_only)]
 
     def accepted_numbers(self) -> Counter[str]:
-        """How many accepted (201) sends each number got: a count above 1 is a duplicate."""
-        sends = self.sends()
-        return Counter(r.body["number"] for r in sends if isinstance(r.body, dict) and "number" in r.body)
+        """How many sends each number got that the stub accepted (201); a count above 1 is a duplicate."""
+        return Counter(str(r.body["number"]) for r in self.sends(ok_only=True))
+
+    def max_in_flight(self, instance: str | None = None) -> int:
+        """The most sends seen in flight at once on `instance` (None: on all instances together)."""
+        with self.lock:
+            return self._max_in_flight[instance]
 
     def reset(self) -> None:
+        """Forget the recorded requests and the in-flight peaks (not the behaviour)."""
         with self.lock:
             self._records.clear()
+            self._max_in_flight = Counter(self._in_flight)
 
     def configure(self, **changes: Any) -> None:
         """Change behaviour while running, e.g. `stub.configure(closed_instances={"sales"})`."""
+        names = {f.name for f in fields(Behaviour)}
         with self.lock:
             for name, value in changes.items():
-                if not hasattr(self.behaviour, name):
+                if name not in names:
                     raise AttributeError(f"no stub behaviour named {name!r}")
                 as_set = isinstance(getattr(self.behaviour, name), set) or name == "instances"
                 setattr(self.behaviour, name, set(value) if as_set and value is not None else value)
+                if name == "seed":
+                    self._rng = random.Random(value)
 
-    # ---- HTTP ------------------------------------------------------------------------------------------
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        served = 0
+    # ---- routes ----------------------------------------------------------------------------------------
+    async def _recorded(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.reset()
+            return JSONResponse({"ok": True})
+        return JSONResponse([r.to_json() for r in self.requests()])
+
+    async def _configure_route(self, request: Request) -> Response:
         try:
-            while True:
-                # Like Node's keepAliveTimeout, the idle limit applies only between requests.
-                head = await self._next_head(reader, self.behaviour.keepalive_timeout_s if served else 0.0)
-                if head is None:
-                    return
-                served += 1
-                lines = head.decode("latin-1").split("\r\n")
-                try:
-                    method, target, version = lines[0].split(" ", 2)
-                except ValueError:
-                    return
-                headers: dict[str, str] = {}
-                for line in lines[1:]:
-                    if line:
-                        name, _, value = line.partition(":")
-                        headers[name.strip().lower()] = value.strip()
-                keep_alive = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-                if "chunked" in headers.get("transfer-encoding", "").lower():
-                    await self._write(writer, 411, {"error": "chunked bodies not supported"}, False)
-                    return
-                length = (
-                    int(headers.get("content-length") or 0)
-                    if headers.get("content-length", "0").isdigit()
-                    else -1
-                )
-                if not 0 <= length <= MAX_BODY_BYTES:
-                    await self._write(writer, 413, {"error": "bad or too large Content-Length"}, False)
-                    return
-                raw = await reader.readexactly(length) if length else b""
-                status, payload = await self._handle(method, target, headers, raw)
-                if status == _HANG_UP:
-                    return
-                await self._write(writer, status, payload, keep_alive)
-                if not keep_alive:
-                    return
-        except (ConnectionError, asyncio.IncompleteReadError):
-            return
+            self.configure(**json.loads(await request.body() or b"{}"))
+        except (ValueError, TypeError, AttributeError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"ok": True})
+
+    async def _evolution(self, request: Request) -> Response:
+        call = self._call(request, await request.body())
+        arrived, mono = time.time(), time.monotonic()  # no await until recorded: records stay in order
+        sending = call.group == "message" and call.route in _SEND_ROUTES and call.instance is not None
+        if sending:
+            self._enter(call.instance)
+        try:
+            status, reply, delay_s = self._decide(call)
+            c = call
+            record = RecordedRequest(
+                c.method, c.path, c.route, c.instance, c.headers, c.body, status, arrived, mono
+            )
+            with self.lock:
+                self._records.append(record)
+            if delay_s > 0:
+                await asyncio.sleep(delay_s)
         finally:
-            writer.close()
+            if sending:
+                self._leave(call.instance)
+        if not isinstance(reply, Response):
+            reply = JSONResponse(reply, status_code=status)
+        reply.headers.update(self.behaviour.reply_headers)
+        return reply
 
     @staticmethod
-    async def _next_head(reader: asyncio.StreamReader, idle_limit: float) -> bytes | None:
-        """The next request head, or None when the client went away or stayed idle past `idle_limit`."""
-        try:
-            if idle_limit > 0:
-                return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), idle_limit)
-            return await reader.readuntil(b"\r\n\r\n")
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            return None
-
-    @staticmethod
-    async def _write(writer: asyncio.StreamWriter, status: int, payload: Any, keep_alive: bool) -> None:
-        body = json.dumps(payload, separators=(",", ":")).encode()
-        head = (
-            f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n"
-            f"Content-Type: application/json; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
-            f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
-        ).encode()
-        writer.write(head + body)
-        await writer.drain()
-
-    async def _handle(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> tuple[int, Any]:
-        arrived, mono = time.time(), time.monotonic()
-        path = urlsplit(target).path
-        if path.startswith("/_stub/"):
-            return self._control(method, path, raw)
+    def _call(request: Request, raw: bytes) -> _Call:
+        path = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1")
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode("utf-8", "replace")
         parts = path.strip("/").split("/")
-        group, route, instance = (
-            (parts[0], parts[1], unquote(parts[2])) if len(parts) == 3 else ("", "", None)
-        )
-        req = _Request(method, path, group, route, instance, headers, body)
-        status, payload, delay_s = self._decide(req)
-        record = RecordedRequest(method, path, route, instance, headers, body, status, arrived, mono)
-        with self.lock:
-            self._records.append(record)
-        if delay_s > 0:
-            await asyncio.sleep(delay_s)
-        return status, payload
+        group, route, instance = "", "", None
+        if len(parts) == 3:
+            group, route, instance = parts[0], parts[1], unquote(parts[2])
+        elif len(parts) == 2:
+            group, route = parts
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        query = dict(request.query_params)
+        return _Call(request.method, path, group, route, instance, headers, body, query)
 
-    def _decide(self, req: _Request) -> tuple[int, Any, float]:
+    def _enter(self, instance: str | None) -> None:
+        with self.lock:
+            for key in (instance, None):
+                self._in_flight[key] += 1
+                self._max_in_flight[key] = max(self._max_in_flight[key], self._in_flight[key])
+
+    def _leave(self, instance: str | None) -> None:
+        with self.lock:
+            for key in (instance, None):
+                self._in_flight[key] -= 1
+
+    # ---- what Evolution would answer -------------------------------------------------------------------
+    def _decide(self, call: _Call) -> tuple[int, Any, float]:
+        """(status, JSON body or a Response, seconds to wait before answering)."""
         with self.lock:
             b = self.behaviour
+            if b.proxy_error is not None:
+                return b.proxy_error, _gateway_page(b.proxy_error), 0.0
             if b.license_gate:
                 return 503, _LICENSE_REQUIRED, 0.0
-            known = (req.method == "POST" and req.group == "message" and req.route in _SEND_ROUTES) or (
-                req.method == "GET" and req.group == "instance" and req.route == "connectionState"
+            if call.method == "GET" and call.group == "instance" and call.route == "fetchInstances":
+                return self._fetch_instances(b, call)
+            known = (call.method == "POST" and call.group == "message" and call.route in _SEND_ROUTES) or (
+                call.method == "GET" and call.group == "instance" and call.route == "connectionState"
             )
-            if req.instance is None or not known:
-                return 404, _envelope(404, [f"Cannot {req.method} {req.path}"]), 0.0
+            if call.instance is None or not known:
+                return 404, _envelope(404, [f"Cannot {call.method} {call.path}"]), 0.0
             # Guard order of the real server: instance exists, then the key.
-            if b.instances is not None and req.instance not in b.instances:
-                return 404, _envelope(404, [f'The "{req.instance}" instance does not exist']), 0.0
-            if req.headers.get("apikey") != b.api_key:
+            if b.instances is not None and call.instance not in b.instances:
+                return 404, _envelope(404, [f'The "{call.instance}" instance does not exist']), 0.0
+            if call.headers.get("apikey") != b.api_key:
                 return 401, _envelope(401, "Unauthorized"), 0.0
-            if req.route == "connectionState":
-                inner: dict[str, Any] = {"instanceName": req.instance}
-                if req.instance not in b.unloaded_instances:
-                    inner["state"] = "close" if req.instance in b.closed_instances else "open"
+            if call.route == "connectionState":
+                inner: dict[str, Any] = {"instanceName": call.instance}
+                if call.instance not in b.unloaded_instances:
+                    inner["state"] = "close" if call.instance in b.closed_instances else "open"
                 return 200, {"instance": inner}, b.latency_s
-            status, payload = self._send_outcome(b, req.route, req.instance, req.body)
+            status, reply = self._send_outcome(b, call.route, call.instance, call.body)
             delay_s = b.latency_s
-            if status == 201 and b.honour_delay and isinstance(req.body.get("delay"), int):
-                delay_s += req.body["delay"] / 1000
-            return status, payload, delay_s
+            if status == 201:
+                delay_s += b.hang_s
+                if b.honour_delay and isinstance(call.body.get("delay"), int):
+                    delay_s += call.body["delay"] / 1000
+            return status, reply, delay_s
 
     def _send_outcome(self, b: Behaviour, route: str, instance: str, body: Any) -> tuple[int, Any]:
         # In the order the real server meets them: schema, instance in memory, number check, the send itself.
@@ -417,8 +520,14 @@ class EvolutionStub:
             )
         if instance in b.closed_at_send:
             return 400, _envelope(400, ["Error: Connection Closed"])
+        if b.closed_rate > 0 or b.transient_rate > 0:
+            draw = self._rng.random()
+            if draw < b.closed_rate:
+                return 400, _envelope(400, ["Error: Connection Closed"])
+            if draw < b.closed_rate + b.transient_rate:
+                return 500, _envelope(500, "Internal Server Error (stub: transient_rate)")
         if number in b.hang_up:
-            return _HANG_UP, None
+            return _HANG_UP, _HangUp()
         if b.fail_first.get(number, 0) > 0:
             b.fail_first[number] -= 1
             return 500, _envelope(500, "Internal Server Error (stub: fail_first)")
@@ -450,20 +559,43 @@ class EvolutionStub:
             "source": "web",
         }
 
-    def _control(self, method: str, path: str, raw: bytes) -> tuple[int, Any]:
-        # For a stub in another process: read what it recorded, clear it, or change behaviour.
-        if path == "/_stub/requests" and method == "GET":
-            return 200, [r.to_json() for r in self.requests()]
-        if path == "/_stub/requests" and method == "DELETE":
-            self.reset()
-            return 200, {"ok": True}
-        if path == "/_stub/config" and method == "POST":
-            try:
-                self.configure(**json.loads(raw or b"{}"))
-            except (ValueError, TypeError, AttributeError) as exc:
-                return 400, {"error": str(exc)}
-            return 200, {"ok": True}
-        return 404, {"error": f"no stub control route {method} {path}"}
+    def _fetch_instances(self, b: Behaviour, call: _Call) -> tuple[int, Any, float]:
+        # No instance in the path, so only the key guard; with `instanceName` an unknown name is a 404.
+        if call.headers.get("apikey") != b.api_key:
+            return 401, _envelope(401, "Unauthorized"), 0.0
+        wanted = call.query.get("instanceName")
+        if b.instances is not None:
+            names = set(b.instances)
+        else:  # every name exists: list the ones this stub has heard of
+            names = b.closed_instances | b.closed_at_send | b.unloaded_instances
+            names |= {r.instance for r in self._records if r.instance is not None}
+        if wanted is not None:
+            if b.instances is not None and wanted not in b.instances:
+                return 404, _envelope(404, [f'Instance "{wanted}" not found']), 0.0
+            names = {wanted}
+        sent = Counter(r.instance for r in self._records if r.status == 201 and r.route in _SEND_ROUTES)
+        return 200, [self._instance_row(b, name, sent[name]) for name in sorted(names)], b.latency_s
+
+    def _instance_row(self, b: Behaviour, name: str, sent: int) -> dict[str, Any]:
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        return {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"evolution-stub:{name}")),
+            "name": name,
+            "connectionStatus": "close" if name in b.closed_instances else "open",
+            "ownerJid": "5511900000000@s.whatsapp.net",
+            "profileName": "Stub",
+            "profilePicUrl": None,
+            "integration": "WHATSAPP-BAILEYS",
+            "number": None,
+            "token": str(uuid.uuid5(uuid.NAMESPACE_URL, f"evolution-stub-token:{name}")).upper(),
+            "clientName": "evolution_exchange",
+            "disconnectionReasonCode": None,
+            "disconnectionAt": None,
+            "createdAt": now,
+            "updatedAt": now,
+            "Setting": {"rejectCall": False, "groupsIgnore": False, "alwaysOnline": False},
+            "_count": {"Message": sent, "Contact": 0, "Chat": 0},
+        }
 
 
 def _csv(values: list[str]) -> set[str]:
@@ -483,6 +615,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--license-gate", action="store_true")
     parser.add_argument("--honour-delay", action="store_true")
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--hang-s", type=float, default=0.0)
+    parser.add_argument("--proxy-error", type=int, default=None, metavar="STATUS")
+    parser.add_argument("--closed-rate", type=float, default=0.0)
+    parser.add_argument("--transient-rate", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-seconds", type=float, default=600.0, help="exit by itself after this long")
     args = parser.parse_args(argv)
 
@@ -502,6 +639,11 @@ def main(argv: list[str] | None = None) -> int:
         license_gate=args.license_gate,
         honour_delay=args.honour_delay,
         latency_s=args.latency_ms / 1000,
+        hang_s=args.hang_s,
+        proxy_error=args.proxy_error,
+        closed_rate=args.closed_rate,
+        transient_rate=args.transient_rate,
+        seed=args.seed,
     )
     done = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

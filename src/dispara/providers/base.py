@@ -55,6 +55,22 @@ class Sender(Protocol):
     def close(self) -> None: ...
 
 
+class NoAnswerError(TransientServiceError):
+    """Evolution itself gave no answer: the network failed, a timeout expired, or a gateway answered 504.
+
+    `maybe_delivered` says whether the request may have reached Evolution, and so whether the message may
+    already be out. False: provably not (the connection could not be opened, no byte was sent), so sending
+    it again cannot duplicate it. True: it may have (a timeout or a dropped connection after the request
+    was written, a gateway that gave up waiting for Evolution's reply); the sender never resends those
+    itself, and whoever does must accept that the number may get the message twice.
+    Every other error a sender raises is an answer from Evolution: the message was not sent.
+    """
+
+    def __init__(self, message: str, *, maybe_delivered: bool, status: int | None = None) -> None:
+        super().__init__(message, status=status)
+        self.maybe_delivered = maybe_delivered
+
+
 class InstanceUnavailableError(TransientServiceError):
     """The WhatsApp *instance* cannot send right now; the message itself is fine.
 
@@ -80,10 +96,12 @@ class InstanceUnavailableError(TransientServiceError):
 
 
 class ServerUnreachableError(InstanceUnavailableError):
-    """The Evolution server cannot be reached (connection refused, DNS, TLS, a proxy's 502/503/504).
+    """The Evolution server cannot be reached (connection refused, DNS, TLS, a proxy's own 502/503 page).
 
     Nothing reached WhatsApp, so no attempt is spent: the instance rests with backoff and tries again.
     """
+
+    maybe_delivered = False  # as on NoAnswerError: the request provably never got to Evolution
 
 
 class CredentialsRejectedError(InstanceUnavailableError):

@@ -1,8 +1,6 @@
-"""Send WhatsApp messages through an Evolution API v2 server (contracts/evolution.md).
+"""Send WhatsApp messages through an Evolution API v2 server (docs/evolution.md).
 
-Requests go through the lean HTTP/1.1 client of `http1.py` (one keep-alive socket per thread) unless httpx
-is needed: an explicit `transport`, a proxy from the environment, or httpx's transport being hooked (see
-`EvolutionSender`). Both paths send the same bytes that matter and raise the same errors.
+Every request goes through the pooled transport of one `httpx.Client`; `evolution_errors.py` maps failures.
 """
 
 from __future__ import annotations
@@ -10,9 +8,8 @@ from __future__ import annotations
 import json
 import mimetypes
 import posixpath
-import threading
-import urllib.request
-from typing import Any, TypeAlias
+import time
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
@@ -20,16 +17,14 @@ import httpx
 import dispara
 from dispara.errors import ConfigError, PermanentServiceError
 from dispara.providers.base import MESSAGE_TYPES, InstanceState, OutgoingMessage, SendResult
-from dispara.providers.evolution_errors import (
-    classify_response,
-    classify_transport_error,
-    parse_json,
-)
-from dispara.providers.http1 import Http1Client, Reply
+from dispara.providers.evolution_errors import classify_response, classify_transport_error, parse_json
 from dispara.redact import public_url
 
-_Response: TypeAlias = httpx.Response | Reply  # a Reply only for a 2xx without Content-Encoding
-
+# Below the 5 s keep-alive timeout of Node's HTTP server (Evolution's): an idle connection is retired before
+# the server may close it, so a request is never written into a connection the server is closing.
+KEEPALIVE_EXPIRY_S = 4.0
+CONNECT_ATTEMPTS = 2  # a connection that could not be opened carried nothing: one more try is safe
+RECONNECT_PAUSE_S = 0.25
 _DEFAULT_NAMES = {"image": "image.jpg", "video": "video.mp4", "document": "document"}
 _STATES: dict[str, InstanceState] = {
     "open": "open",
@@ -54,52 +49,19 @@ def media_file_name(msg: OutgoingMessage) -> str:
     return name
 
 
-def _proxy_from_env(url: str) -> str | None:
-    # httpx.Client(trust_env=True) would honour HTTP(S)_PROXY / ALL_PROXY / NO_PROXY; keep that behaviour.
-    proxies = urllib.request.getproxies_environment()
-    if not proxies or urllib.request.proxy_bypass(urlsplit(url).hostname or ""):
-        return None
-    return proxies.get(urlsplit(url).scheme) or proxies.get("all")
-
-
-_stock_handle_request: list[object] = []  # httpx's own HTTPTransport.handle_request, once seen
-
-
-def _httpx_hooked() -> bool:
-    """True while something has replaced httpx's transport (pytest-httpx, an instrumentation library)."""
-    handle = httpx.HTTPTransport.handle_request
-    if _stock_handle_request and handle is _stock_handle_request[0]:
-        return False
-    stock = getattr(handle, "__qualname__", None) == "HTTPTransport.handle_request"
-    if stock and str(getattr(handle, "__module__", "")).startswith("httpx."):
-        _stock_handle_request[:] = [handle]
-        return False
-    return True
-
-
-def _to_httpx(reply: Reply, request: httpx.Request | None = None) -> httpx.Response:
-    """The reply as httpx would have returned it (reason phrase kept, Content-Encoding decoded)."""
-    extensions = {"http_version": reply.http_version, "reason_phrase": reply.reason}
-    return httpx.Response(
-        reply.status, headers=reply.headers, content=reply.content, request=request, extensions=extensions
-    )
-
-
 class EvolutionSender:
     """A `Sender` for Evolution API v2. Share one instance between threads; call `close()` when done.
 
-    By default requests go through `Http1Client`: one keep-alive socket per calling thread, requests written
-    from bytes prepared once per route, replies parsed with a few bytes operations: ~90 µs of CPU per send
-    (JSON included) against ~400 µs through httpx's transport, which capped one worker at ~1,300 sends/s.
-    Its resend rule (only what provably never reached the server complete) is in `http1.py`.
+    Requests go through the transport of one `httpx.Client`: a pool of keep-alive connections, with
+    HTTP(S)_PROXY, ALL_PROXY, NO_PROXY and SSL_CERT_FILE honoured as httpx honours them. `transport`
+    replaces httpx's network transport, e.g. with an `httpx.MockTransport`.
 
-    httpx is used instead, with the same errors and messages, when:
-    - `transport` is given (tests with `httpx.MockTransport`, or any custom transport);
-    - HTTP(S)_PROXY / ALL_PROXY applies to the URL (and NO_PROXY does not exempt it): httpx does the proxying;
-    - httpx's transport is hooked, e.g. by pytest-httpx: a request is then sent the way the hook expects;
-    - httpx cannot parse the URL (it then fails as it always did).
-    Through httpx, requests go straight to one pooled `httpx.HTTPTransport` rather than `httpx.Client`,
-    whose per-request layer (URL merging, cookies, auth, redirects; none used here) cost ~40% of a send.
+    The resend rule: a request is sent again only when its connection could not be opened (`ConnectError`:
+    refused, DNS, TLS), once, after `RECONNECT_PAUSE_S`. The other failures before anything was written
+    (connect or pool timeout, a proxy refusing the tunnel: `NEVER_SENT` in `evolution_errors.py`) raise
+    `NoAnswerError(maybe_delivered=False)` at once. Anything after the request may have been written (a
+    timeout, a dropped connection, a garbled reply) raises `NoAnswerError(maybe_delivered=True)` at once:
+    the message may have gone out, and only the queue may decide to send it again.
     """
 
     def __init__(
@@ -113,6 +75,7 @@ class EvolutionSender:
         max_connections: int = 64,
         link_preview: bool = True,
         connect_timeout_s: float = 10.0,
+        keepalive_expiry_s: float = KEEPALIVE_EXPIRY_S,
     ) -> None:
         parts = urlsplit(base_url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -124,36 +87,37 @@ class EvolutionSender:
             raise ConfigError("Evolution typing delay must be >= 0 ms")
         self._api_key = api_key
         self._base_url = base_url.strip().rstrip("/")
+        try:
+            httpx.URL(self._base_url)
+        except (httpx.InvalidURL, ValueError):
+            raise ConfigError(f"Evolution URL {public_url(base_url)!r} is not a valid URL") from None
         self.typing_delay_ms = typing_delay_ms
         self.link_preview = link_preview
         self.label = f"evolution {public_url(self._base_url)}"
         # The server holds the request open for the whole typing delay, then uploads/converts media.
         self.timeout_s = typing_delay_ms / 1000 + timeout_extra_s
-        connect_s = min(connect_timeout_s, self.timeout_s)
-        timeout = httpx.Timeout(self.timeout_s, connect=connect_s)
+        timeout = httpx.Timeout(self.timeout_s, connect=min(connect_timeout_s, self.timeout_s))
         self._extensions = {"timeout": timeout.as_dict()}
-        self._headers = {
+        common = {
             "apikey": api_key,
             "accept": "application/json",
             "user-agent": f"dispara/{dispara.__version__}",
         }
-        self._max_connections = max_connections
-        self._lock = threading.Lock()
-        self._transport = transport
-        self._http1: Http1Client | None = None
-        if transport is None:
-            proxy = _proxy_from_env(self._base_url)
-            if proxy is not None:
-                self._transport = self._httpx_transport(proxy)
-            else:
-                try:
-                    origin = httpx.URL(self._base_url)
-                except (httpx.InvalidURL, ValueError):
-                    origin = None  # httpx's path raises what it always raised for such a URL
-                if origin is not None:
-                    self._http1 = Http1Client(origin, connect_timeout_s=connect_s, timeout_s=self.timeout_s)
+        self._headers = httpx.Headers(common)
+        self._json_headers = httpx.Headers({**common, "content-type": "application/json"})
+        # Keep every connection alive: with fewer keep-alive slots than threads, the pool churns sockets.
+        limits = httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=keepalive_expiry_s,
+        )
+        self._client = httpx.Client(limits=limits, transport=transport, trust_env=True)
+        # Every request goes to one origin, so the transport httpx would pick for it (the proxy's, when the
+        # environment names one that applies) is picked once. Calling it directly skips the client's
+        # per-request layer (URL merging, cookies, auth and redirect hooks; none used here), which cost a
+        # third of the CPU of a send (BENCHMARKS.md); `close()` still closes it through the client.
+        self._transport = self._client._transport_for_url(httpx.URL(self._base_url))
         self._urls: dict[str, httpx.URL] = {}
-        self._heads: dict[str, bytes] = {}
 
     def __repr__(self) -> str:
         return f"EvolutionSender({self.label!r})"
@@ -165,10 +129,7 @@ class EvolutionSender:
         self.close()
 
     def close(self) -> None:
-        if self._http1 is not None:
-            self._http1.close()
-        if self._transport is not None:
-            self._transport.close()
+        self._client.close()
 
     def build_request(self, msg: OutgoingMessage) -> tuple[str, dict[str, Any]]:
         """The v2 route and JSON body for a message; raises PermanentServiceError for a malformed one."""
@@ -206,9 +167,7 @@ class EvolutionSender:
         data = parse_json(response.content)
         if not isinstance(data, dict):
             # A 2xx without a JSON object (a proxy page?): the message probably went out, so don't fail it.
-            if data is None:
-                data = (_to_httpx(response) if isinstance(response, Reply) else response).text[:500]
-            data = {"body": data}
+            data = {"body": response.text[:500] if data is None else data}
         key = data.get("key")
         key_id = key.get("id") if isinstance(key, dict) else None
         return SendResult(key_id=key_id if isinstance(key_id, str) else "", response=data)
@@ -229,78 +188,46 @@ class EvolutionSender:
             url = self._urls[path] = httpx.URL(self._base_url + path)
         return url
 
-    def _httpx_transport(self, proxy: str | None = None) -> httpx.BaseTransport:
-        # Keep every connection alive: with fewer keep-alive slots than threads, the pool churns sockets.
-        limits = httpx.Limits(
-            max_connections=self._max_connections, max_keepalive_connections=self._max_connections
-        )
-        return httpx.HTTPTransport(limits=limits, proxy=proxy)
-
     def _request(
         self, method: str, path: str, *, instance: str, number: str | None, body: Any = None
-    ) -> _Response:
+    ) -> httpx.Response:
         content = None
         if body is not None:
             content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-        http1 = self._http1
-        if http1 is not None and not _httpx_hooked():
-            return self._request_http1(http1, method, path, content, instance=instance, number=number)
-        return self._request_httpx(method, path, content, instance=instance, number=number)
-
-    def _request_http1(
-        self,
-        http1: Http1Client,
-        method: str,
-        path: str,
-        content: bytes | None,
-        *,
-        instance: str,
-        number: str | None,
-    ) -> _Response:
-        what = method + " " + path
-        key = what if content is None else what + " json"
-        prefix = self._heads.get(key)
-        if prefix is None:  # the request line and headers are the same for every send on a route
-            headers = list(self._headers.items())
-            if content is not None:
-                headers.append(("content-type", "application/json"))
-            if len(self._heads) > 4096:
-                self._heads.clear()
-            prefix = self._heads[key] = http1.head_prefix(method, self._url(path).raw_path, headers)
-        try:
-            reply = http1.request(method, prefix, content)
-        except httpx.TransportError as exc:
-            raise classify_transport_error(exc, what=what, secret=self._api_key, instance=instance) from None
-        if 200 <= reply.status < 300 and reply.header(b"content-encoding") is None:
-            return reply
-        response = _to_httpx(reply, httpx.Request(method, self._url(path)))
-        if response.is_success:
-            return response
-        raise classify_response(response, instance=instance, number=number, secret=self._api_key)
-
-    def _request_httpx(
-        self, method: str, path: str, content: bytes | None, *, instance: str, number: str | None
-    ) -> httpx.Response:
-        transport = self._transport
-        if transport is None:  # httpx hooked while the lean client is configured: httpx without a proxy
-            with self._lock:
-                transport = self._transport = self._transport or self._httpx_transport()
-        headers = self._headers
-        if content is not None:
-            headers = {**headers, "content-type": "application/json"}
         request = httpx.Request(
-            method, self._url(path), headers=headers, content=content, extensions=self._extensions
+            method,
+            self._url(path),
+            headers=self._headers if content is None else self._json_headers,
+            content=content,
+            extensions=self._extensions,
         )
-        try:
-            response = transport.handle_request(request)
-            try:
-                response.read()
-            finally:
-                response.close()
-        except httpx.TransportError as exc:
-            raise classify_transport_error(
-                exc, what=f"{method} {path}", secret=self._api_key, instance=instance
-            ) from None
+        response = self._send(request, what=f"{method} {path}", instance=instance)
         if response.is_success:
             return response
         raise classify_response(response, instance=instance, number=number, secret=self._api_key)
+
+    def _send(self, request: httpx.Request, *, what: str, instance: str) -> httpx.Response:
+        """The reply, sending again only what never left (see the resend rule in the class docstring)."""
+        attempts_left = CONNECT_ATTEMPTS
+        while True:
+            try:
+                return self._exchange(request)
+            except httpx.ConnectError as exc:
+                attempts_left -= 1
+                if attempts_left == 0:
+                    raise classify_transport_error(
+                        exc, what=what, secret=self._api_key, instance=instance
+                    ) from None
+            except httpx.TransportError as exc:
+                raise classify_transport_error(
+                    exc, what=what, secret=self._api_key, instance=instance
+                ) from None
+            time.sleep(RECONNECT_PAUSE_S)
+
+    def _exchange(self, request: httpx.Request) -> httpx.Response:
+        response = self._transport.handle_request(request)
+        try:
+            response.read()
+        finally:
+            response.close()
+        return response

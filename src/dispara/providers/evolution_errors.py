@@ -17,6 +17,7 @@ from dispara.errors import PermanentServiceError, ServiceError, TransientService
 from dispara.providers.base import (
     CredentialsRejectedError,
     InstanceUnavailableError,
+    NoAnswerError,
     NotOnWhatsAppError,
     ServerNotActivatedError,
     ServerUnreachableError,
@@ -28,14 +29,25 @@ MAX_TEXT = 300  # server text is quoted in one-line messages and stored in messa
 
 # 408 and 425 say "try again"; 429 is WhatsApp/proxy rate limiting. Every other 4xx is the request's fault.
 _TRANSIENT_4XX = frozenset({408, 425, 429})
-# What a reverse proxy answers, with a page of its own, when the server behind it is down.
-_PROXY_ERRORS = frozenset({502, 503, 504})
 # Substrings of a 400 `["Error: ..."]` that are Baileys/WhatsApp hiccups, not a bad message (contract §8).
 _TRANSIENT_400_MARKERS = ("rate-overlimit", "timed out")
 _UNKNOWN_INSTANCE = re.compile(r'instance does not exist|^Instance ".*" not found', re.IGNORECASE)
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _TAG = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
+# Raised by httpx before any byte of the request was written (connecting, waiting for a pooled connection,
+# a proxy refusing the tunnel): the server cannot have acted on the request. Every other transport error
+# may come after the request was written, and then the message may have gone out.
+NEVER_SENT: tuple[type[httpx.TransportError], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+)
+_MAYBE_DELIVERED = " (the message may have been delivered)"
+# What a reverse proxy answers, with a page of its own, when nothing listens behind it.
+_PROXY_DOWN = frozenset({502, 503})
 
 
 class ApiKeyRejectedError(CredentialsRejectedError):
@@ -141,7 +153,7 @@ def _not_on_whatsapp(body: Any) -> dict[str, Any] | None:
 def classify_response(
     response: httpx.Response, *, instance: str, number: str | None, secret: str
 ) -> ServiceError:
-    """The exception for a non-2xx Evolution reply (see contracts/evolution.md §0, §2)."""
+    """The exception for a non-2xx Evolution reply (docs/evolution.md)."""
     status = response.status_code
     body = parse_json(response.content)
     text = _redact(error_text(body, response), secret)
@@ -196,7 +208,7 @@ def classify_response(
             f"Evolution rejected the message: {_strip_error_prefix(text)}", status=400
         )
     if status in _TRANSIENT_4XX or status >= 500:
-        return _transient(status, body, text, retry_after, instance)
+        return _transient_status(status, body, text, retry_after, instance)
     if 300 <= status < 400:
         where = _redact(response.headers.get("location", "?"), secret)
         return PermanentServiceError(
@@ -206,11 +218,16 @@ def classify_response(
     return PermanentServiceError(f"Evolution refused the request (HTTP {status}): {text}", status=status)
 
 
-def _transient(
+def _transient_status(
     status: int, body: Any, text: str, retry_after: float | None, instance: str
 ) -> TransientServiceError:
-    if status in _PROXY_ERRORS and not isinstance(body, dict):
-        # A proxy's own page (nginx, a load balancer): Evolution behind it is down, nothing was sent.
+    if status == 504:
+        # A gateway gave up waiting for Evolution, usually after passing the request on: maybe sent.
+        return NoAnswerError(
+            f"Evolution answered HTTP 504: {text}{_MAYBE_DELIVERED}", maybe_delivered=True, status=504
+        )
+    if status in _PROXY_DOWN and not isinstance(body, dict):
+        # A proxy's own page: Evolution behind it is down and got nothing, so no attempt is spent.
         return ServerUnreachableError(
             f"Evolution is unreachable behind its proxy (HTTP {status}: {text})",
             instance=instance,
@@ -230,13 +247,16 @@ def _strip_error_prefix(text: str) -> str:
 def classify_transport_error(
     exc: httpx.TransportError, *, what: str, secret: str, instance: str | None = None
 ) -> TransientServiceError:
-    """Network failure or timeout. A failure to connect (refused, DNS, TLS) means the request never left:
-    for a send that is `ServerUnreachableError`, which spends no attempt. A timeout or a connection lost
-    mid-request is an ordinary transient error: the send may have gone out.
+    """Network failure or timeout. What never left (refused, DNS, TLS, a connect timeout) is, for an
+    instance's request, `ServerUnreachableError`: the instance rests and no attempt is spent. Anything after
+    the request may have been written is `NoAnswerError(maybe_delivered=True)`.
     """
     detail = _redact(one_line(str(exc) or type(exc).__name__, 160), secret)
-    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
-        return TransientServiceError(f"Evolution timed out on {what} ({type(exc).__name__})")
-    if instance is not None and isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-        return ServerUnreachableError(f"cannot reach Evolution for {what}: {detail}", instance=instance)
-    return TransientServiceError(f"cannot reach Evolution for {what}: {detail}")
+    never_sent = isinstance(exc, NEVER_SENT)
+    if isinstance(exc, httpx.TimeoutException):
+        text = f"Evolution timed out on {what} ({type(exc).__name__})"
+    else:
+        text = f"cannot reach Evolution for {what}: {detail}"
+    if never_sent and instance:
+        return ServerUnreachableError(text, instance=instance)
+    return NoAnswerError(text if never_sent else text + _MAYBE_DELIVERED, maybe_delivered=not never_sent)

@@ -128,7 +128,7 @@ def _body_text(response: httpx.Response, limit: int = 160) -> str:
     return one_line(raw, limit) or response.reason_phrase or "no body"
 
 
-# ---- Evolution API (contracts/evolution.md §1, §5) -----------------------------------------------------
+# ---- Evolution API (docs/evolution.md) -----------------------------------------------------------------
 
 
 def check_evolution_server(url: str, api_key: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> str:

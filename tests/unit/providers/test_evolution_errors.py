@@ -1,4 +1,4 @@
-"""Every error row of contracts/evolution.md, via EvolutionSender and pytest-httpx, with its bodies."""
+"""Every error row of docs/evolution.md, via EvolutionSender and pytest-httpx, with its bodies."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from dispara.errors import ExitCode, PermanentServiceError, ServiceError, Transi
 from dispara.providers.base import (
     CredentialsRejectedError,
     InstanceUnavailableError,
+    NoAnswerError,
     NotOnWhatsAppError,
     OutgoingMessage,
     ServerNotActivatedError,
@@ -137,7 +138,7 @@ def test_401_never_shows_the_key(httpx_mock: HTTPXMock, sender: EvolutionSender)
     assert str(exc) == "Evolution API key rejected (401): check EVOLUTION_API_KEY"
 
 
-@pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 504])
+@pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 503])
 def test_retryable_statuses_are_transient(
     httpx_mock: HTTPXMock, sender: EvolutionSender, status: int
 ) -> None:
@@ -146,6 +147,16 @@ def test_retryable_statuses_are_transient(
     assert exc.status == status
     assert exc.retry_after is None
     assert f"HTTP {status}" in str(exc)
+
+
+def test_a_gateway_timeout_may_hide_a_delivered_send(httpx_mock: HTTPXMock, sender: EvolutionSender) -> None:
+    html = "<html><head><title>504 Gateway Time-out</title></head><body>nginx</body></html>"
+    exc = send_error(httpx_mock, sender, 504, text=html, headers={"content-type": "text/html"})
+    assert isinstance(exc, NoAnswerError) and exc.transient and exc.status == 504
+    assert exc.maybe_delivered
+    assert str(exc) == (
+        "Evolution answered HTTP 504: 504 Gateway Time-out (the message may have been delivered)"
+    )
 
 
 def test_retry_after_seconds(httpx_mock: HTTPXMock, sender: EvolutionSender) -> None:
@@ -217,7 +228,7 @@ def test_html_502_from_a_proxy_does_not_crash_the_parser(
 ) -> None:
     html = "<html><head><title>502 Bad Gateway</title></head><body><center>nginx</center></body></html>"
     exc = send_error(httpx_mock, sender, 502, text=html, headers={"content-type": "text/html"})
-    # The proxy's own page: Evolution behind it is down and nothing was sent, so no attempt is spent.
+    # The proxy's own page: Evolution behind it is down and got nothing, so no attempt is spent.
     assert type(exc) is ServerUnreachableError
     assert str(exc) == "Evolution is unreachable behind its proxy (HTTP 502: 502 Bad Gateway)"
 
@@ -234,38 +245,43 @@ def test_odd_bodies_do_not_crash_the_parser(
 
 
 @pytest.mark.parametrize(
-    ("exception", "needle", "kind"),
+    ("exception", "text", "maybe_delivered"),
     [
-        # Never connected: nothing reached WhatsApp.
-        (
-            httpx.ConnectError("[Errno 111] Connection refused"),
-            "cannot reach Evolution",
-            ServerUnreachableError,
-        ),
-        (httpx.ConnectTimeout("timed out"), "timed out", ServerUnreachableError),
-        # The request may have gone out: an ordinary transient error, an attempt is spent.
-        (httpx.ReadTimeout("timed out"), "timed out", TransientServiceError),
-        (
-            httpx.RemoteProtocolError("Server disconnected without sending a response."),
-            "cannot reach",
-            TransientServiceError,
-        ),
+        (httpx.ConnectError("[Errno 111] Connection refused"), "cannot reach Evolution for POST "
+         "/message/sendText/sales: [Errno 111] Connection refused", False),
+        (httpx.ConnectTimeout("timed out"), "Evolution timed out on POST /message/sendText/sales "
+         "(ConnectTimeout)", False),
+        (httpx.PoolTimeout("timed out"), "Evolution timed out on POST /message/sendText/sales "
+         "(PoolTimeout)", False),
+        (httpx.ReadTimeout("timed out"), "Evolution timed out on POST /message/sendText/sales "
+         "(ReadTimeout) (the message may have been delivered)", True),
+        (httpx.WriteError("[Errno 32] Broken pipe"), "cannot reach Evolution for POST "
+         "/message/sendText/sales: [Errno 32] Broken pipe (the message may have been delivered)", True),
+        (httpx.RemoteProtocolError("Server disconnected without sending a response."), "cannot reach "
+         "Evolution for POST /message/sendText/sales: Server disconnected without sending a response. "
+         "(the message may have been delivered)", True),
     ],
-)
-def test_network_failures_are_transient(
-    httpx_mock: HTTPXMock, sender: EvolutionSender, exception: Exception, needle: str, kind: type
+)  # fmt: skip
+def test_network_failures_are_transient_and_say_whether_the_message_may_be_out(
+    httpx_mock: HTTPXMock, sender: EvolutionSender, exception: Exception, text: str, maybe_delivered: bool
 ) -> None:
-    httpx_mock.add_exception(exception, url=SEND_URL)
-    with pytest.raises(TransientServiceError, match=needle) as info:
+    httpx_mock.add_exception(exception, url=SEND_URL, is_reusable=True)
+    with pytest.raises(TransientServiceError) as info:
         sender.send(MSG)
-    assert type(info.value) is kind
+    # Never sent: the instance rests, no attempt spent. Maybe sent: an ordinary retry, attempt spent.
+    assert type(info.value) is (NoAnswerError if maybe_delivered else ServerUnreachableError)
+    assert info.value.transient
+    assert str(info.value) == text
+    assert info.value.maybe_delivered is maybe_delivered  # type: ignore[attr-defined]
     assert info.value.__cause__ is None and info.value.__suppress_context__
+    # Only a connection that could not be opened is tried again, and only once.
+    assert len(httpx_mock.get_requests()) == (2 if isinstance(exception, httpx.ConnectError) else 1)
 
 
 def test_the_key_is_redacted_even_when_echoed_back(httpx_mock: HTTPXMock, sender: EvolutionSender) -> None:
     exc = send_error(httpx_mock, sender, 400, json=envelope(400, [f"Error: bad apikey {KEY}"]))
     assert "***" in str(exc)
-    httpx_mock.add_exception(httpx.ConnectError(f"proxy said no to {KEY}"), url=SEND_URL)
+    httpx_mock.add_exception(httpx.ConnectError(f"proxy said no to {KEY}"), url=SEND_URL, is_reusable=True)
     with pytest.raises(TransientServiceError) as info:
         sender.send(MSG)
     assert KEY not in str(info.value)

@@ -1,13 +1,15 @@
-"""The real EvolutionSender against the real local stub over loopback (and the stub's own behaviours)."""
+"""The real EvolutionSender against the real local stub over loopback, and the stub's own behaviours
+(the fault injection the queue's tests rely on included)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,8 +17,10 @@ import httpx
 import pytest
 
 from dispara.errors import PermanentServiceError, TransientServiceError
+from dispara.providers import health
 from dispara.providers.base import (
     InstanceUnavailableError,
+    NoAnswerError,
     OutgoingMessage,
     ServerNotActivatedError,
     UnknownInstanceError,
@@ -24,8 +28,8 @@ from dispara.providers.base import (
 from dispara.providers.evolution import EvolutionSender
 from dispara.providers.evolution_errors import ApiKeyRejectedError
 from tests.stubs.evolution_stub import EvolutionStub
+from tests.unit.providers.conftest import STUB_KEY as KEY
 
-KEY = "stub-test-key"
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -33,29 +37,17 @@ def text(number: str = "5511999990000", instance: str = "sales", body: str = "Ol
     return OutgoingMessage(instance, number, "text", body, None, None, None)
 
 
-@pytest.fixture
-def stub() -> Iterator[EvolutionStub]:
-    with EvolutionStub(api_key=KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def sender(stub: EvolutionStub) -> Iterator[EvolutionSender]:
-    with EvolutionSender(stub.url, KEY, typing_delay_ms=0) as s:
-        yield s
-
-
-def test_sends_every_message_type_end_to_end(stub: EvolutionStub, sender: EvolutionSender) -> None:
-    assert sender.instance_state("sales") == "open"
+def test_sends_every_message_type_end_to_end(stub: EvolutionStub, stub_sender: EvolutionSender) -> None:
+    assert stub_sender.instance_state("sales") == "open"
     results = [
-        sender.send(text()),
-        sender.send(
+        stub_sender.send(text()),
+        stub_sender.send(
             OutgoingMessage("sales", "5511999990001", "image", None, "https://x.io/a.jpg", "Oi", None)
         ),
-        sender.send(
+        stub_sender.send(
             OutgoingMessage("sales", "5511999990002", "document", None, "https://x.io/f.pdf", None, None)
         ),
-        sender.send(
+        stub_sender.send(
             OutgoingMessage("Loja SP", "5511999990003", "audio", None, "https://x.io/v.mp3", None, None)
         ),
     ]
@@ -70,7 +62,7 @@ def test_sends_every_message_type_end_to_end(stub: EvolutionStub, sender: Evolut
     assert all(r.headers["apikey"] == KEY for r in stub.requests())
 
 
-def test_stub_behaviours_map_to_the_right_errors(stub: EvolutionStub, sender: EvolutionSender) -> None:
+def test_stub_behaviours_map_to_the_right_errors(stub: EvolutionStub, stub_sender: EvolutionSender) -> None:
     stub.configure(
         not_on_whatsapp={"5511000000000"},
         closed_instances={"closed"},
@@ -79,29 +71,29 @@ def test_stub_behaviours_map_to_the_right_errors(stub: EvolutionStub, sender: Ev
         fail_first={"5511777777777": 2},
     )
     with pytest.raises(PermanentServiceError, match="5511000000000 is not on WhatsApp"):
-        sender.send(text("5511000000000"))
+        stub_sender.send(text("5511000000000"))
     with pytest.raises(InstanceUnavailableError):
-        sender.send(text(instance="closed"))
-    assert sender.instance_state("closed") == "close"
+        stub_sender.send(text(instance="closed"))
+    assert stub_sender.instance_state("closed") == "close"
     with pytest.raises(InstanceUnavailableError):
-        sender.send(text(instance="flaky-socket"))
+        stub_sender.send(text(instance="flaky-socket"))
     with pytest.raises(InstanceUnavailableError, match="not loaded"):
-        sender.send(text(instance="unloaded"))
-    assert sender.instance_state("unloaded") == "unknown"
+        stub_sender.send(text(instance="unloaded"))
+    assert stub_sender.instance_state("unloaded") == "unknown"
     for _ in range(2):
         with pytest.raises(TransientServiceError) as info:
-            sender.send(text("5511777777777"))
+            stub_sender.send(text("5511777777777"))
         assert type(info.value) is TransientServiceError and info.value.status == 500
-    assert sender.send(text("5511777777777")).key_id
+    assert stub_sender.send(text("5511777777777")).key_id
 
     stub.configure(instances={"sales"})
     with pytest.raises(UnknownInstanceError):
-        sender.send(text(instance="ghost"))
+        stub_sender.send(text(instance="ghost"))
     with EvolutionSender(stub.url, "wrong-key") as bad, pytest.raises(ApiKeyRejectedError):
         bad.send(text())
     stub.configure(license_gate=True)
     with pytest.raises(ServerNotActivatedError):
-        sender.instance_state("sales")
+        stub_sender.instance_state("sales")
 
 
 def test_threads_share_keep_alive_connections(stub: EvolutionStub) -> None:
@@ -165,3 +157,121 @@ def test_stub_runs_as_a_module_in_its_own_process() -> None:
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+# ---- fault injection -----------------------------------------------------------------------------------
+def outcomes(sender: EvolutionSender, count: int) -> list[str]:
+    seen = []
+    for i in range(count):
+        try:
+            sender.send(text(f"55119{i:08d}"))
+            seen.append("sent")
+        except InstanceUnavailableError:
+            seen.append("closed")
+        except TransientServiceError as exc:
+            seen.append(f"transient {exc.status}")
+    return seen
+
+
+def test_closed_and_transient_rates_are_drawn_from_a_seeded_rng(
+    stub: EvolutionStub, stub_sender: EvolutionSender
+) -> None:
+    stub.configure(closed_rate=0.3, transient_rate=0.2, seed=7)
+    first = outcomes(stub_sender, 300)
+    stub.configure(seed=7)
+    again = outcomes(stub_sender, 300)
+    stub.configure(seed=8)
+    other = outcomes(stub_sender, 300)
+    assert again == first and other != first  # the same seed, the same sequence
+    counts = Counter(first)
+    assert set(counts) == {"sent", "closed", "transient 500"}
+    assert 45 <= counts["closed"] <= 135 and 25 <= counts["transient 500"] <= 95  # ~90 and ~60 of 300
+    answered = {"sent": 201, "closed": 400, "transient 500": 500}
+    expected = Counter(answered[o] for o in first + again + other)
+    assert Counter(r.status for r in stub.sends(ok_only=False)) == expected
+
+
+def test_accepted_numbers_counts_only_201_sends(stub: EvolutionStub, stub_sender: EvolutionSender) -> None:
+    stub.configure(not_on_whatsapp={"5511000000000"}, fail_first={"5511777777777": 1})
+    for number in ("5511999990001", "5511999990001", "5511999990002", "5511000000000", "5511777777777"):
+        with contextlib.suppress(PermanentServiceError, TransientServiceError):
+            stub_sender.send(text(number))
+    assert stub.accepted_numbers() == Counter({"5511999990001": 2, "5511999990002": 1})
+
+
+def test_max_in_flight_per_instance_and_overall(stub: EvolutionStub) -> None:
+    stub.configure(hang_s=30)  # held until the stub goes down
+    with EvolutionSender(stub.url, KEY, typing_delay_ms=0) as s, ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(s.send, text(f"55119000000{i}", instance)) for i, instance in enumerate("aab")]
+        deadline = time.monotonic() + 10
+        while stub.max_in_flight() < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stub.down()
+        assert all(isinstance(f.exception(), NoAnswerError) for f in futures)
+    assert (stub.max_in_flight("a"), stub.max_in_flight("b"), stub.max_in_flight()) == (2, 1, 3)
+    assert stub.max_in_flight("nobody") == 0
+    stub.reset()
+    assert stub.max_in_flight() == 0
+
+
+def test_hang_s_records_the_send_as_accepted_before_answering(stub: EvolutionStub) -> None:
+    stub.configure(hang_s=0.3)
+    with EvolutionSender(stub.url, KEY, typing_delay_ms=0) as s:
+        started = time.monotonic()
+        assert s.send(text()).key_id
+    assert time.monotonic() - started >= 0.3
+    (send,) = stub.sends()
+    assert send.status == 201
+
+
+def test_down_refuses_connections_and_up_listens_on_the_same_port(stub: EvolutionStub) -> None:
+    url = stub.url
+    assert httpx.get(f"{url}/_stub/requests").status_code == 200
+    stub.down()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/_stub/requests")
+    stub.up()
+    assert stub.url == url and httpx.get(f"{url}/_stub/requests").status_code == 200
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_proxy_error_answers_nginx_html_on_every_route(stub: EvolutionStub, status: int) -> None:
+    stub.configure(proxy_error=status)
+    for method, path in [
+        ("POST", "/message/sendText/sales"),
+        ("GET", "/instance/connectionState/sales"),
+        ("GET", "/instance/fetchInstances"),
+    ]:
+        response = httpx.request(method, f"{stub.url}{path}", json={"number": "1", "text": "x"})
+        assert response.status_code == status
+        assert response.headers["content-type"].startswith("text/html")
+        assert f"<title>{status} " in response.text and "nginx" in response.text
+    assert httpx.get(f"{stub.url}/_stub/requests").status_code == 200  # control routes still answer
+    assert not stub.accepted_numbers()
+
+
+def test_fetch_instances_lists_the_instances(stub: EvolutionStub, stub_sender: EvolutionSender) -> None:
+    headers = {"apikey": KEY}
+    stub.configure(instances={"sales", "support"}, closed_instances={"support"})
+    stub_sender.send(text())
+    rows = httpx.get(f"{stub.url}/instance/fetchInstances", headers=headers).json()
+    assert [(r["name"], r["connectionStatus"]) for r in rows] == [("sales", "open"), ("support", "close")]
+    assert rows[0]["_count"]["Message"] == 1 and KEY not in json.dumps(rows)
+    one = httpx.get(f"{stub.url}/instance/fetchInstances?instanceName=sales", headers=headers).json()
+    assert [r["name"] for r in one] == ["sales"]
+    missing = httpx.get(f"{stub.url}/instance/fetchInstances?instanceName=ghost", headers=headers)
+    assert missing.status_code == 404
+    assert missing.json()["response"]["message"] == ['Instance "ghost" not found']
+    assert httpx.get(f"{stub.url}/instance/fetchInstances", headers={"apikey": "bad"}).status_code == 401
+
+
+def test_doctor_checks_pass_against_the_stub(stub: EvolutionStub, stub_sender: EvolutionSender) -> None:
+    stub.configure(instances={"sales", "support"}, closed_instances={"support"})
+    summary = health.check_evolution_server(stub.url, KEY)
+    assert summary == f"{stub.url} reachable, API key accepted (2 instance(s) on the server)"
+    assert health.check_evolution_instance(stub_sender, "sales")
+    with pytest.raises(health.CheckFailed) as info:
+        health.check_evolution_server(stub.url, "wrong-key")
+    assert info.value.status == 401
+    with pytest.raises(health.CheckFailed):
+        health.check_evolution_instance(stub_sender, "support")

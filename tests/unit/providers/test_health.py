@@ -329,7 +329,7 @@ def test_evolution_server_key_rejected(httpx_mock: HTTPXMock) -> None:
 
 
 def test_evolution_server_unreachable(httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_exception(httpx.ConnectError("[Errno 111] Connection refused"))
+    httpx_mock.add_exception(httpx.ConnectError("[Errno 111] Connection refused"), is_reusable=True)
     exc = failed(health.check_evolution_server, EVO, KEY)
     assert str(exc) == "cannot reach Evolution at https://evo.example.com: [Errno 111] Connection refused"
     assert "EVOLUTION_API_URL" in exc.hint
@@ -388,7 +388,7 @@ def test_evolution_instance_open(httpx_mock: HTTPXMock, sender: EvolutionSender)
 
 
 def test_evolution_instance_unreachable(httpx_mock: HTTPXMock, sender: EvolutionSender) -> None:
-    httpx_mock.add_exception(httpx.ConnectError("[Errno 111] Connection refused"))
+    httpx_mock.add_exception(httpx.ConnectError("[Errno 111] Connection refused"), is_reusable=True)
     exc = failed(health.check_evolution_instance, sender, "vendas-1")
     assert "cannot reach Evolution" in str(exc)
     assert "EVOLUTION_API_URL" in exc.hint
