@@ -158,9 +158,7 @@ class ContactReader:
         if "unexpected end of data" in text or (now > start and "expected after" not in text):
             problem = f'line {start}: a quote (") opened here is never closed'
         elif "expected after" in text:
-            problem = (
-                f"line {now}: a quote inside a value must be doubled (\"\") or the whole value quoted"
-            )
+            problem = f'line {now}: a quote inside a value must be doubled ("") or the whole value quoted'
         elif "field larger than field limit" in text:
             problem = f"line {start}: a value longer than 128 KB (an unclosed quote?)"
         else:

@@ -178,7 +178,7 @@ class Schedule(_Model):
     # Before `at`, whose validator reads the window's timezone.
     window: Window | None = None
     at: datetime | None = None
-    """The first send; `now` (as leaving it out) starts at once. A time in the past is refused when sending."""
+    """The first send; `now` (or no `at`) starts at once. A time in the past is refused when sending."""
     daily_cap: int | None = Field(None, gt=0)
 
     @field_validator("at", mode="before")

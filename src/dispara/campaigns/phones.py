@@ -18,7 +18,7 @@ __all__ = ["PhoneError", "is_mobile", "normalize_phone", "pick_phone"]
 
 
 class PhoneError(ValueError):
-    """A value that is not a usable phone number: a code of `reasons`, its parameters, and the English text."""
+    """Not a usable phone number: a code of `reasons`, its parameters, and the English text as `reason`."""
 
     def __init__(self, code: str, **params: object) -> None:
         self.code = code
@@ -102,10 +102,8 @@ def pick_phone(raw: str, default_country: str = "BR", area_code: str | None = No
     for part in _SEVERAL.split(raw):
         if not part.strip():
             continue
-        if area_code:
-            part = _with_area_code(part, area_code, default_country)
         try:
-            phone = normalize_phone(part, default_country)
+            phone = normalize_phone(_with_area_code(part, area_code, default_country), default_country)
         except PhoneError as exc:
             first_error = first_error or exc
             continue
@@ -128,7 +126,9 @@ def is_mobile(phone: str) -> bool:
     return kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
 
 
-def _with_area_code(raw: str, area_code: str, country: str) -> str:
+def _with_area_code(raw: str, area_code: str | None, country: str) -> str:
+    if not area_code:
+        return raw
     digits = "".join(char for char in raw if char.isdigit())
     ddd = "".join(char for char in area_code if char.isdigit()).lstrip("0")
     if country != "BR" or "+" in raw or len(digits) not in (8, 9) or len(ddd) != 2:
@@ -241,4 +241,3 @@ def _invalid(number: phonenumbers.PhoneNumber, national: str) -> PhoneError:
     if region == "BR" and len(national) == 10 and national[2] in "6789":
         return PhoneError("missing_nine", region=region)
     return PhoneError("invalid", region=region)
-

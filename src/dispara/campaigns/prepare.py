@@ -155,8 +155,7 @@ class Preparation:
             report.limit_reached = True
             return
         country = self.campaign.default_country
-        locale = self.campaign.locale
-        ddd_field = self.ddd_field
+        locale, ddd_field = self.campaign.locale, self.ddd_field
         duplicate, opted_out = describe("duplicate", locale), describe("opted_out", locale)
         instances = self.campaign.instances
         phone_field = self.phone_field

@@ -100,6 +100,10 @@ def insert_campaign(conn: Connection, new: NewCampaign) -> UUID | None:
     return row[0] if row else None
 
 
+def mark_test(conn: Connection, campaign_id: UUID) -> None:
+    conn.execute(q("campaign_mark_test"), {"campaign_id": campaign_id})
+
+
 def copy_messages(
     conn: Connection, tenant_id: UUID, campaign_id: UUID, messages: Iterable[MessageRow]
 ) -> int:

@@ -28,10 +28,19 @@ def campaign() -> None:
 
 @campaign.command()
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--dry-run", is_flag=True, help="Check everything and preview 5 messages; write nothing.")
 @click.option(
-    "--limit", type=click.IntRange(min=1), metavar="N", help="Only the first N contacts (a test send)."
+    "--dry-run", is_flag=True, help="Check everything, show the plan and --preview messages; write nothing."
 )
+@click.option(
+    "--preview", type=click.IntRange(min=0), default=5, show_default=True, metavar="N",
+    help="How many rendered messages to show.",
+)  # fmt: skip
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Only the first N contacts.")
+@click.option(
+    "--test-to", "test_to", multiple=True, metavar="NUMBER[,NUMBER]",
+    help="Send the first contacts' messages to these numbers instead (a new campaign marked test).",
+)  # fmt: skip
+@click.option("--now", "start_now", is_flag=True, help="Start at once, even if schedule.at is in the past.")
 @click.option(
     "--new", "force_new", is_flag=True, help="Create a new campaign even if this one was sent before."
 )
@@ -45,7 +54,10 @@ def send(
     app: App,
     file: Path,
     dry_run: bool,
+    preview: int,
     limit: int | None,
+    test_to: tuple[str, ...],
+    start_now: bool,
     force_new: bool,
     yes: bool,
     as_json: bool,
@@ -58,27 +70,30 @@ def send(
 
     \b
     Example:
-      dispara campaign send campaigns/black-friday.yaml --dry-run
-      dispara campaign send campaigns/black-friday.yaml --limit 5 --new
+      dispara campaign send campaigns/black-friday.yaml --dry-run --preview 10
+      dispara campaign send campaigns/black-friday.yaml --test-to 5511999990001
       dispara campaign send campaigns/black-friday.yaml --yes --watch
     """
     from dispara.campaigns.send import Declined, send_campaign
 
-    def confirm(report: Report) -> bool:
+    def confirm(outcome: SendOutcome) -> bool:
         if yes:
             return True
         if not sys.stdin.isatty():
             from dispara.errors import InputError
 
-            raise InputError(f"{file}: {report.messages:,} messages to create: pass --yes to confirm")
-        _print_report(report, err=True)
-        return click.confirm(f"Create {report.messages:,} messages?", err=True)
+            raise InputError(f"{file}: {outcome.report.messages:,} messages to create: pass --yes to confirm")
+        _print_report(outcome.report, err=True)
+        _print_plan(outcome, err=True)
+        return click.confirm(f"Create {outcome.report.messages:,} messages?", err=True)
 
     with app.connect() as conn:
+        tenant = app.tenant_id(conn, create=not dry_run)
         try:
             outcome = send_campaign(
-                conn, app.tenant_id(conn), file, dry_run=dry_run, limit=limit, new=force_new, confirm=confirm
-            )
+                conn, tenant, file, dry_run=dry_run, limit=limit, new=force_new, confirm=confirm,
+                preview=preview, start_now=start_now, test_to=test_to,
+            )  # fmt: skip
         except Declined:
             raise click.Abort from None
     if as_json:
@@ -109,6 +124,32 @@ def _print_report(report: Report, *, err: bool = False) -> None:
         click.echo(f"    {count:>6,} x {reason}", err=err)
 
 
+def _print_plan(outcome: SendOutcome, *, err: bool = False) -> None:
+    """Schedule, window, cap and the estimate from the pacing."""
+    from dispara.cli.timefmt import duration, local
+
+    c = outcome.campaign
+    zone = outcome.window.tz if outcome.window else None
+    start = f"at {local(outcome.scheduled_for, zone)}" if outcome.scheduled_for else "at once"
+    click.echo(f"  {'starts':<11}{start}", err=err)
+    click.echo(f"  {'window':<11}{outcome.window.describe() if outcome.window else 'any hour'}", err=err)
+    cap = c.schedule.daily_cap if c.schedule and not outcome.test_to else None
+    click.echo(f"  {'daily cap':<11}{f'{cap:,} per instance' if cap else 'none'}", err=err)
+    click.echo(
+        f"  {'pacing':<11}{len(c.instances)} instance(s), {c.delay.min:g}-{c.delay.max:g} s between "
+        "two messages of one instance",
+        err=err,
+    )
+    if outcome.estimate is not None and outcome.report.messages:
+        e = outcome.estimate
+        days = f" over {e.days} days" if e.days > 1 else ""
+        click.echo(
+            f"  {'estimate':<11}about {duration(e.duration.total_seconds())} of sending{days}, "
+            f"last message around {local(e.finish, zone)}",
+            err=err,
+        )
+
+
 def _print_outcome(outcome: SendOutcome, *, evolution: bool) -> None:
     c = outcome.campaign
     if outcome.record is not None and not outcome.created:
@@ -120,11 +161,20 @@ def _print_outcome(outcome: SendOutcome, *, evolution: bool) -> None:
         click.echo("nothing written; use --new to create another campaign from this file")
         return
     click.echo(f"{c.source}: {c.name}")
+    for note in outcome.notes:
+        click.echo(f"  note: {note}")
     _print_report(outcome.report)
+    _print_plan(outcome)
     if outcome.rejected_path:
         click.echo(f"  refused rows and reasons: {outcome.rejected_path}")
     if outcome.dry_run:
-        click.echo("dry run: nothing written. First messages:")
+        if outcome.existing is not None:
+            r = outcome.existing
+            click.echo(
+                f"note: this file was already sent as campaign {r.id.hex[:8]} ({r.status}): a real send "
+                "would only show it (use --new for another campaign)"
+            )
+        click.echo("dry run: nothing written" + (". First messages:" if outcome.preview else ""))
         for m in outcome.preview:
             body = (
                 m.content
@@ -140,7 +190,8 @@ def _print_outcome(outcome: SendOutcome, *, evolution: bool) -> None:
         if outcome.scheduled_for
         else "ready to send"
     )
-    click.echo(f"created campaign {r.id}: {r.total_messages:,} messages queued, {when}")
+    kind = f"test campaign (to {', '.join(outcome.test_to)})" if outcome.test_to else "campaign"
+    click.echo(f"created {kind} {r.id}: {r.total_messages:,} messages queued, {when}")
     click.echo(f"next: `dispara worker` sends them; `dispara status {r.id.hex[:8]}` shows progress")
     if not evolution:
         click.echo(
@@ -168,6 +219,17 @@ def _as_json(outcome: SendOutcome) -> dict[str, Any]:
             "created_at": record.created_at.isoformat(),
         },
         "scheduled_for": outcome.scheduled_for.isoformat() if outcome.scheduled_for else None,
+        "estimate": None
+        if outcome.estimate is None
+        else {
+            "start": outcome.estimate.start.isoformat(),
+            "finish": outcome.estimate.finish.isoformat(),
+            "seconds": round(outcome.estimate.duration.total_seconds()),
+            "days": outcome.estimate.days,
+        },
+        "test_to": list(outcome.test_to),
+        "notes": outcome.notes,
+        "already_sent_as": str(outcome.existing.id) if outcome.existing else None,
         "report": {label.replace(" ", "_"): value for label, value in _report_rows(report)},
         "reasons": dict(report.reasons),
         "rejected_file": str(outcome.rejected_path) if outcome.rejected_path else None,
