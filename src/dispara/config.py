@@ -69,11 +69,6 @@ class WebhookConfig(_Section):
     campaign_events: Literal["message", "campaign"] = "message"
 
 
-class ExternalWorkerConfig(_Section):
-    url: str | None = None
-    token: str | None = None
-
-
 class WorkerConfig(_Section):
     concurrency: int = Field(4, ge=1, le=256)
     batch_size: int = Field(100, ge=1, le=10_000)
@@ -100,7 +95,6 @@ class Settings(_Section):
     groq: GroqConfig = Field(default_factory=GroqConfig)
     supabase: SupabaseConfig = Field(default_factory=SupabaseConfig)
     webhook: WebhookConfig = Field(default_factory=WebhookConfig)
-    external_worker: ExternalWorkerConfig = Field(default_factory=ExternalWorkerConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
 
     @field_validator("data_dir", mode="after")
@@ -130,8 +124,6 @@ ENV_KEYS: dict[str, str] = {
     "SUPABASE_URL": "supabase.url",
     "SUPABASE_SERVICE_ROLE_KEY": "supabase.service_role_key",
     "JOB_WEBHOOK": "webhook.url",
-    "EXTERNAL_WORKER_URL": "external_worker.url",
-    "EXTERNAL_WORKER_TOKEN": "external_worker.token",
 }
 
 SECRET_KEYS = frozenset(
@@ -145,7 +137,6 @@ SECRET_KEYS = frozenset(
         "groq.api_key",
         "supabase.service_role_key",
         "webhook.secret",
-        "external_worker.token",
     }
 )
 
@@ -280,7 +271,12 @@ def mask_dsn(dsn: str) -> str:
     """A connection string with its password replaced by ****."""
     from urllib.parse import urlsplit, urlunsplit
 
-    parts = urlsplit(dsn)
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:  # a malformed URL (`[::1` unclosed) still must not show its password
+        import re
+
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1****@", dsn)
     if parts.password:
         netloc = parts.netloc.replace(f":{parts.password}@", ":****@", 1)
         return urlunsplit(parts._replace(netloc=netloc))

@@ -149,7 +149,8 @@ def _round(value: float | None) -> float | None:
 
 
 def resolve(conn: Connection, tenant_id: UUID, ref: str) -> UUID:
-    """The campaign an operator means by `ref`: an id, a unique id prefix, or a name (latest wins)."""
+    """The campaign an operator means by `ref`: an id, a unique id prefix, the `id` its file gave it, or a
+    name (latest wins)."""
     ref = ref.strip()
     prefix = f"{ref.lower()}%" if _ID_PREFIX.match(ref.lower()) else None
     rows = conn.execute(

@@ -131,7 +131,8 @@ def _with_area_code(raw: str, area_code: str | None, country: str) -> str:
         return raw
     digits = "".join(char for char in raw if char.isdigit())
     ddd = "".join(char for char in area_code if char.isdigit()).lstrip("0")
-    if country != "BR" or "+" in raw or len(digits) not in (8, 9) or len(ddd) != 2:
+    # 7 digits: a number too short by one, which is then reported as such after its area code.
+    if country != "BR" or "+" in raw or len(digits) not in (7, 8, 9) or len(ddd) != 2:
         return raw
     return f"{ddd} {raw.strip()}"
 

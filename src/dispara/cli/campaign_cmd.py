@@ -282,15 +282,24 @@ def list_(app: App, status: str | None, limit: int, as_json: bool) -> None:
 @click.option(
     "-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="FILE.csv, .json or .jsonl."
 )
+@click.option(
+    "--columns",
+    metavar="A,B,...",
+    help="Only these columns, in this order (default: contact's, then message's).",
+)
 @pass_app
-def export_(app: App, campaign_ref: str, status: str | None, output: Path | None) -> None:
-    """Export the per-message log (phone, instance, status, times, Evolution key, error), streamed.
+def export_(
+    app: App, campaign_ref: str, status: str | None, output: Path | None, columns: str | None
+) -> None:
+    """Export each message with its contact's columns, phone, status, error and times, streamed.
 
-    CSV to stdout without -o; the format follows the file's extension otherwise.
+    CSV to stdout without -o; the format follows the file's extension otherwise. CSV files start with
+    a BOM, so that Excel shows accents.
 
     \b
     Example:
       dispara campaign export black-friday --status failed -o failed.csv
+      dispara campaign export black-friday --columns nome,phone,status,error
     """
     from dispara.campaigns.export import export
     from dispara.errors import InputError
@@ -298,15 +307,17 @@ def export_(app: App, campaign_ref: str, status: str | None, output: Path | None
     fmt = output.suffix.lower().lstrip(".") if output else "csv"
     if fmt not in {"csv", "json", "jsonl"}:
         raise InputError(f"{output}: the export format follows the extension: .csv, .json or .jsonl")
+    chosen = [name.strip() for name in columns.split(",") if name.strip()] if columns else None
     with app.connect() as conn:
         campaign_id = app.campaign_id(conn, campaign_ref)
         if output is None:
-            export(conn, campaign_id, sys.stdout, fmt=fmt, status=status)
+            export(conn, campaign_id, sys.stdout, fmt=fmt, status=status, columns=chosen)
             return
         partial = output.with_name(f".{output.name}.partial")
+        encoding = "utf-8-sig" if fmt == "csv" else "utf-8"
         try:
-            with partial.open("w", encoding="utf-8", newline="") as out:
-                count = export(conn, campaign_id, out, fmt=fmt, status=status)
+            with partial.open("w", encoding=encoding, newline="") as out:
+                count = export(conn, campaign_id, out, fmt=fmt, status=status, columns=chosen)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
@@ -329,7 +340,9 @@ def pause(app: App, campaign_ref: str) -> None:
     with app.connect() as conn:
         campaign_id = app.campaign_id(conn, campaign_ref)
         status = control.pause(conn, campaign_id)
-    click.echo(f"campaign {campaign_id} {status}")
+    click.echo(
+        f"campaign {campaign_id} {status}" if status.changed else f"campaign {campaign_id} is already paused"
+    )
 
 
 @campaign.command()
@@ -347,7 +360,11 @@ def resume(app: App, campaign_ref: str) -> None:
     with app.connect() as conn:
         campaign_id = app.campaign_id(conn, campaign_ref)
         status = control.resume(conn, campaign_id)
-    click.echo(f"campaign {campaign_id} {status}")
+    click.echo(
+        f"campaign {campaign_id} {status}"
+        if status.changed
+        else f"campaign {campaign_id} is not paused ({status}): nothing to resume"
+    )
 
 
 @campaign.command()
@@ -374,6 +391,30 @@ def cancel(app: App, campaign_ref: str, yes: bool) -> None:
     click.echo(
         f"campaign {campaign_id} cancelled: {done.messages:,} messages cancelled, {done.jobs:,} jobs removed"
     )
+
+
+@campaign.command()
+@click.argument("campaign_ref", metavar="CAMPAIGN")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def delete(app: App, campaign_ref: str, yes: bool) -> None:
+    """Delete a campaign with its messages and jobs; refused while it is sending (cancel or pause it first).
+
+    \b
+    Example:
+      dispara campaign delete black-friday --yes
+    """
+    from dispara.campaigns import control
+    from dispara.errors import InputError
+
+    with app.connect() as conn:
+        campaign_id = app.campaign_id(conn, campaign_ref)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise InputError(f"deleting campaign {campaign_id} cannot be undone: pass --yes to confirm")
+            click.confirm(f"Delete campaign {campaign_id} and its messages?", abort=True, err=True)
+        done = control.delete(conn, campaign_id)
+    click.echo(f"campaign {campaign_id} deleted with {done.messages:,} messages and {done.jobs:,} jobs")
 
 
 @campaign.command()

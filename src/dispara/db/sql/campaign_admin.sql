@@ -7,7 +7,7 @@ LIMIT %(limit)s;
 
 -- name: campaign_export
 SELECT phone_number, instance_name, status, message_type, message_content, media_url, queued_at, sent_at,
-       evolution_key, error_message, retry_count, updated_at
+       evolution_key, error_message, retry_count, updated_at, contact
 FROM message_logs
 WHERE campaign_id = %(campaign_id)s AND (%(status)s::text IS NULL OR status = %(status)s)
 ORDER BY seq, id;
@@ -86,3 +86,20 @@ campaign AS (
     WHERE c.id = %(campaign_id)s AND c.status <> 'cancelled' AND EXISTS (SELECT 1 FROM requeued)
 )
 SELECT count(*) FROM requeued;
+
+-- name: campaign_in_flight
+SELECT count(*) FROM jobs WHERE campaign_id = %(campaign_id)s AND status = 'processing';
+
+-- name: campaign_delete
+-- The foreign keys cascade too; deleting explicitly is what lets us count what went.
+WITH messages AS (DELETE FROM message_logs WHERE campaign_id = %(campaign_id)s RETURNING 1),
+     jobs AS (DELETE FROM jobs WHERE campaign_id = %(campaign_id)s RETURNING 1),
+     gone AS (DELETE FROM campaigns WHERE id = %(campaign_id)s RETURNING 1)
+SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM jobs), (SELECT count(*) FROM gone);
+
+-- name: campaign_status_for_update
+SELECT status FROM campaigns WHERE id = %(campaign_id)s FOR UPDATE;
+
+-- name: campaign_contact_fields
+-- The contact's columns, from the campaign's first message (every message has the same ones).
+SELECT contact FROM message_logs WHERE campaign_id = %(campaign_id)s ORDER BY seq LIMIT 1;

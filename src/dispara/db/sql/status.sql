@@ -1,9 +1,10 @@
 -- name: campaign_resolve
--- A campaign named by id, unique id prefix, or name (the latest of that name wins).
+-- A campaign named by id, unique id prefix, the `id:` of its file, or name (the latest of that name wins).
 SELECT id, name, created_at, (id::text LIKE %(prefix)s) AS by_id
 FROM campaigns
-WHERE tenant_id = %(tenant_id)s AND (id::text LIKE %(prefix)s OR name = %(ref)s)
-ORDER BY by_id DESC, created_at DESC
+WHERE tenant_id = %(tenant_id)s
+  AND (id::text LIKE %(prefix)s OR idempotency_key = 'id:' || %(ref)s OR name = %(ref)s)
+ORDER BY by_id DESC, (idempotency_key = 'id:' || %(ref)s) DESC, created_at DESC
 LIMIT 20;
 
 -- name: campaign_snapshot
