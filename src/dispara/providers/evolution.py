@@ -1,4 +1,4 @@
-"""Send WhatsApp messages through an Evolution API v2 server (contracts/evolution.md).
+"""Send WhatsApp messages through an Evolution API v2 server (docs/providers.md).
 
 Requests go through the lean HTTP/1.1 client of `http1.py` (one keep-alive socket per thread) unless httpx
 is needed: an explicit `transport`, a proxy from the environment, or httpx's transport being hooked (see

@@ -138,7 +138,7 @@ def _not_on_whatsapp(body: Any) -> dict[str, Any] | None:
 def classify_response(
     response: httpx.Response, *, instance: str, number: str | None, secret: str
 ) -> ServiceError:
-    """The exception for a non-2xx Evolution reply (see contracts/evolution.md §0, §2)."""
+    """The exception for a non-2xx Evolution reply (docs/providers.md, Evolution API)."""
     status = response.status_code
     body = parse_json(response.content)
     text = _redact(error_text(body, response), secret)

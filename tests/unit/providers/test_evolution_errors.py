@@ -1,4 +1,4 @@
-"""Every error row of contracts/evolution.md, via EvolutionSender and pytest-httpx, with its bodies."""
+"""Every Evolution error case of docs/providers.md, via EvolutionSender and pytest-httpx, with its bodies."""
 
 from __future__ import annotations
 
