@@ -61,8 +61,11 @@ def test_export_has_the_contact_columns_a_bom_and_chosen_columns(
     assert run_cli(capsys, "campaign", "export", "Teste", "-o", str(out)).code == 0
     raw = out.read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")  # Excel reads the accents right only with a BOM
-    rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))
+    reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")))
+    rows = list(reader)
     assert len(rows) == 4
+    # The contact's columns in the file's order, then the message's.
+    assert list(reader.fieldnames or [])[:5] == ["telefone", "nome", "empresa", "contact_status", "phone"]
     first = rows[0]
     assert (first["nome"], first["empresa"], first["phone"]) == ("Ana", "Padaria São João", "5511988880001")
     assert first["status"] == "queued" and first["contact_status"] == "vip"  # a clash keeps both

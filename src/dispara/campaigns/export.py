@@ -65,7 +65,10 @@ def _cell(value: Any) -> Any:
 
 def contact_fields(conn: Connection, campaign_id: UUID) -> list[str]:
     row = conn.execute(q("campaign_contact_fields"), {"campaign_id": campaign_id}).fetchone()
-    return list(row[0]) if row and isinstance(row[0], dict) else []
+    if row is None:
+        return []
+    ordered, first = row
+    return list(ordered) if ordered else list(first) if isinstance(first, dict) else []
 
 
 def export_columns(conn: Connection, campaign_id: UUID, chosen: list[str] | None = None) -> list[str]:

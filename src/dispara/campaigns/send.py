@@ -48,6 +48,8 @@ class SendOutcome:
     existing: store.CampaignRecord | None = None
     """In a dry run: the campaign a real send of this file would show instead of creating one."""
     test_to: tuple[str, ...] = ()
+    fields: list[str] = field(default_factory=list)
+    """The contacts' columns, in the file's order."""
 
 
 def idempotency_key(campaign: Campaign, limit: int | None, *, new: bool) -> str:
@@ -162,7 +164,7 @@ def send_campaign(
     if test_numbers:
         limit = len(test_numbers)
     with prepare(campaign, optouts=optouts, limit=limit, rejected=rejected) as prep:
-        outcome.report = prep.report
+        outcome.report, outcome.fields = prep.report, list(prep.fields)
         messages = _keep_preview(iter(prep), outcome.preview, preview)
         if test_numbers:
             messages = to_test_numbers_messages(messages, test_numbers)
@@ -208,8 +210,7 @@ def _write(
         campaign_id = store.insert_campaign(conn, new_campaign)
         if campaign_id is None:  # an identical send committed while we were preparing
             return store.find_by_key(conn, tenant_id, key), False
-        if outcome.test_to:
-            store.mark_test(conn, campaign_id)
+        store.set_contact_details(conn, campaign_id, test=bool(outcome.test_to), fields=outcome.fields)
         total = store.copy_messages(conn, tenant_id, campaign_id, messages)
         if total == 0:
             raise _nothing_to_send(campaign, outcome.report, dry_run=False)

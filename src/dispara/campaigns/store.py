@@ -100,8 +100,11 @@ def insert_campaign(conn: Connection, new: NewCampaign) -> UUID | None:
     return row[0] if row else None
 
 
-def mark_test(conn: Connection, campaign_id: UUID) -> None:
-    conn.execute(q("campaign_mark_test"), {"campaign_id": campaign_id})
+def set_contact_details(conn: Connection, campaign_id: UUID, *, test: bool, fields: list[str]) -> None:
+    """Whether the campaign is a test send, and its contacts' columns in the file's order."""
+    conn.execute(
+        q("campaign_set_contact_details"), {"campaign_id": campaign_id, "test": test, "fields": fields}
+    )
 
 
 def copy_messages(

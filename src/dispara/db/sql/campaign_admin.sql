@@ -101,5 +101,8 @@ SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM jobs), (SELECT cou
 SELECT status FROM campaigns WHERE id = %(campaign_id)s FOR UPDATE;
 
 -- name: campaign_contact_fields
--- The contact's columns, from the campaign's first message (every message has the same ones).
-SELECT contact FROM message_logs WHERE campaign_id = %(campaign_id)s ORDER BY seq LIMIT 1;
+-- The contacts' columns: as the file had them, else from the first message (jsonb sorts its keys).
+SELECT c.contact_fields,
+       (SELECT m.contact FROM message_logs m WHERE m.campaign_id = c.id ORDER BY m.seq LIMIT 1)
+FROM campaigns c
+WHERE c.id = %(campaign_id)s;
