@@ -292,7 +292,7 @@ class ContactReader:
                 elif utf8:
                     # The sample was plain ASCII, so nothing said UTF-8: an Excel export is likelier.
                     self.encoding, utf8 = "cp1252", False
-            if "\r" in line[:-2]:
+            if line.find("\r", 0, len(line) - 2) >= 0:
                 # Mixed line endings: a lone CR ends a line too (csv would call it a "new-line in field").
                 yield from _LONE_CR.split(line)
             else:

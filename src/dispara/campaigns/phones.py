@@ -95,8 +95,12 @@ def pick_phone(raw: str, default_country: str = "BR", area_code: str | None = No
     """
     if area_code:
         raw = _with_area_code(raw, area_code, default_country)
-    if _SEVERAL.search(raw) is None:
+    try:
+        # Several numbers never read as one valid number (too many digits): the common case pays nothing.
         return normalize_phone(raw, default_country)
+    except PhoneError:
+        if _SEVERAL.search(raw) is None:
+            raise
     first_error: PhoneError | None = None
     first_valid: str | None = None
     for part in _SEVERAL.split(raw):
