@@ -38,6 +38,19 @@ def test_status_says_plainly_when_nothing_is_sending(env_db: str, capsys: pytest
     assert json.loads(run_cli(capsys, "status", str(fresh.campaign_id), "--json").out)["stalled"] is False
 
 
+def test_watch_lines_say_nothing_is_sending_instead_of_an_eta(env_db: str) -> None:
+    from dispara import status as core
+    from dispara.cli.status_cmd import line
+
+    with psycopg.connect(env_db) as conn:
+        idle = seed_campaign(conn, 2, run_at_offset_s=-600)
+        conn.commit()
+        snap = core.snapshot(conn, idle.tenant_id, idle.campaign_id)
+    text = line(snap)
+    assert text.endswith("eta none (nothing is sending)")
+    assert text.split(" ", 1)[0].endswith("-03:00")  # the time carries the campaign's zone
+
+
 def test_completed_campaign_shows_no_next_send_and_times_carry_their_zone(
     env_db: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
