@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from dispara.cli.app import App, pass_app
+from dispara.cli.timefmt import local
 
 if TYPE_CHECKING:
     from dispara.campaigns.prepare import Report
@@ -126,7 +127,7 @@ def _print_report(report: Report, *, err: bool = False) -> None:
 
 def _print_plan(outcome: SendOutcome, *, err: bool = False) -> None:
     """Schedule, window, cap and the estimate from the pacing."""
-    from dispara.cli.timefmt import duration, local
+    from dispara.cli.timefmt import duration
 
     c = outcome.campaign
     zone = outcome.window.tz if outcome.window else None
@@ -155,7 +156,7 @@ def _print_outcome(outcome: SendOutcome, *, evolution: bool) -> None:
     if outcome.record is not None and not outcome.created:
         r = outcome.record
         click.echo(
-            f"campaign already exists: {r.name} ({r.id}) created {r.created_at:%Y-%m-%d %H:%M}, "
+            f"campaign already exists: {r.name} ({r.id}) created {local(r.created_at)}, "
             f"status {r.status}, {r.sent_count:,} sent + {r.failed_count:,} failed of {r.total_messages:,}"
         )
         click.echo("nothing written; use --new to create another campaign from this file")
@@ -186,7 +187,7 @@ def _print_outcome(outcome: SendOutcome, *, evolution: bool) -> None:
     assert outcome.record is not None
     r = outcome.record
     when = (
-        f"scheduled for {outcome.scheduled_for:%Y-%m-%d %H:%M %Z}"
+        f"scheduled for {local(outcome.scheduled_for, outcome.window.tz if outcome.window else None)}"
         if outcome.scheduled_for
         else "ready to send"
     )
@@ -268,10 +269,10 @@ def list_(app: App, status: str | None, limit: int, as_json: bool) -> None:
     if not rows:
         click.echo(f"no campaigns in tenant {app.settings.tenant}")
         return
-    click.echo(f"{'id':<8}  {'created':<16}  {'status':<10}  {'sent':>9}  {'failed':>7}  {'total':>9}  name")
+    click.echo(f"{'id':<8}  {'created':<23}  {'status':<10}  {'sent':>9}  {'failed':>7}  {'total':>9}  name")
     for r in rows:
         click.echo(
-            f"{r.id.hex[:8]}  {r.created_at.astimezone():%Y-%m-%d %H:%M}  {r.status:<10}  "
+            f"{r.id.hex[:8]}  {local(r.created_at):<23}  {r.status:<10}  "
             f"{r.sent:>9,}  {r.failed:>7,}  {r.total:>9,}  {r.name}"
         )
 

@@ -72,7 +72,7 @@ def open_connection(db: Database, *, autocommit: bool = False) -> Connection:
             db.dsn, autocommit=autocommit, application_name="dispara", connect_timeout=CONNECT_TIMEOUT_S
         )
     except psycopg.OperationalError as exc:
-        raise DatabaseError(f"cannot connect to the database {db.shown}: {_reason(exc)}") from None
+        raise DatabaseError(f"cannot connect to the database {db.shown}: {_reason(exc)}") from exc
 
 
 def ensure_schema(db: Database, conn: Connection) -> None:
