@@ -48,6 +48,12 @@ def test_watch_lines_say_nothing_is_sending_instead_of_an_eta(env_db: str) -> No
         snap = core.snapshot(conn, idle.tenant_id, idle.campaign_id)
     text = line(snap)
     assert text.endswith("eta none (nothing is sending)")
+    from dataclasses import replace
+
+    from dispara.watching import _signature
+
+    # A watcher prints again when sending stops or resumes, even if no count moved.
+    assert _signature(snap) != _signature(replace(snap, stalled_since=None))
     assert text.split(" ", 1)[0].endswith("-03:00")  # the time carries the campaign's zone
 
 
