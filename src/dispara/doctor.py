@@ -27,7 +27,7 @@ from dispara import tenant_settings
 from dispara.config import SECRET_KEYS, Settings
 from dispara.db import Connection
 from dispara.db.queries import q
-from dispara.errors import DatabaseError, DisparaError, ServiceError
+from dispara.errors import ConfigError, DatabaseError, DisparaError, ServiceError
 from dispara.providers import health
 from dispara.providers.evolution_errors import one_line
 from dispara.providers.outbox import outbox_path
@@ -99,6 +99,8 @@ def check_database(
     name = "database"
     try:
         db = locate(settings)
+    except ConfigError as exc:  # a malformed DATABASE_URL
+        return CheckResult(name, "fail", str(exc), "fix DATABASE_URL", database=True), None
     except DisparaError as exc:
         detail = f"embedded database under {settings.data_dir}: {exc}"
         hint = "set DATABASE_URL to an external database, or check that DISPARA_DATA_DIR is writable"

@@ -16,6 +16,8 @@ class ExitCode(IntEnum):
     BAD_INPUT = 4
     DATABASE = 5
     SERVICE = 6
+    FAILED_MESSAGES = 7
+    """`watch` and `send --watch`: the campaign finished, but some of its messages failed."""
     INTERRUPTED = 130
 
 

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 MASK = "****"
 # Query parameters whose value is a credential (matched on the lower-cased name, without - and _).
 _SECRET_PARAMS = re.compile(r"(token|key|secret|pass|pwd|auth|sig|signature|credential|session|code)")
+_URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 _KV_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
 
 
@@ -25,7 +26,10 @@ def mask_url(url: str) -> str:
     """The URL with its password and any credential-looking query values replaced by ****."""
     if "://" not in url:
         return _KV_PASSWORD.sub(rf"\g<1>{MASK}", url)  # a key=value DSN
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # malformed (an unclosed `[::1`): its password still must not show
+        return _URL_PASSWORD.sub(rf"\g<1>{MASK}@", url)
     netloc = parts.netloc
     if parts.password:
         netloc = netloc.replace(f":{parts.password}@", f":{MASK}@", 1)

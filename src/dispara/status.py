@@ -17,6 +17,9 @@ from dispara.errors import InputError, NotFoundError
 
 MESSAGE_STATUSES = ("pending", "queued", "sending", "sent", "failed", "cancelled")
 FINISHED = frozenset({"completed", "cancelled", "failed"})
+DEFAULT_ZONE = "America/Sao_Paulo"
+# Due messages untouched this long (and never less than three pacing gaps) mean no worker is running.
+STALL_AFTER_S = 120.0
 _ID_PREFIX = re.compile(r"^[0-9a-f-]{4,36}$")
 
 
@@ -30,6 +33,7 @@ class InstanceProgress:
     paused_until: datetime | None = None
     pause_reason: str | None = None
     gap_s: float | None = None
+    sent_today: int = 0
 
     @property
     def paused(self) -> bool:
@@ -56,6 +60,15 @@ class Snapshot:
     errors: list[tuple[str, int]] = field(default_factory=list)
     sent_last_minute: int = 0
     eta_seconds: float | None = None
+    zone: str = DEFAULT_ZONE
+    """The campaign's send-window zone: times are shown in it."""
+    daily_cap: int | None = None
+    last_claim_at: datetime | None = None
+    last_sent_at: datetime | None = None
+    due: int = 0
+    """Messages whose time has come and that no worker holds."""
+    stalled_since: datetime | None = None
+    """Set when messages are due but no worker has taken one since then: nothing is sending."""
 
     @property
     def finished(self) -> bool:
@@ -104,6 +117,12 @@ class Snapshot:
             "rate_since_start_per_min": _round(self.rate_since_start_per_min),
             "eta_seconds": _round(self.eta_seconds),
             "counters_agree": self.counters_agree,
+            "zone": self.zone,
+            "due": self.due,
+            "last_claim_at": _iso(self.last_claim_at),
+            "last_sent_at": _iso(self.last_sent_at),
+            "stalled": self.stalled_since is not None,
+            "stalled_since": _iso(self.stalled_since),
             "instances": [
                 {
                     "name": i.name,
@@ -130,7 +149,8 @@ def _round(value: float | None) -> float | None:
 
 
 def resolve(conn: Connection, tenant_id: UUID, ref: str) -> UUID:
-    """The campaign an operator means by `ref`: an id, a unique id prefix, or a name (latest wins)."""
+    """The campaign an operator means by `ref`: an id, a unique id prefix, the `id` its file gave it, or a
+    name (latest wins)."""
     ref = ref.strip()
     prefix = f"{ref.lower()}%" if _ID_PREFIX.match(ref.lower()) else None
     rows = conn.execute(
@@ -154,11 +174,12 @@ def snapshot(conn: Connection, tenant_id: UUID, campaign_id: UUID) -> Snapshot:
     snap = Snapshot(
         id=row[0], name=row[1], status=row[2], transport=row[3], created_at=row[4], started_at=row[5],
         completed_at=row[6], total=row[7], counter_sent=row[8], counter_failed=row[9], status_reason=row[10],
-        scheduled_for=row[13], now=row[14],
+        scheduled_for=row[13], now=row[14], zone=row[15] or DEFAULT_ZONE, daily_cap=row[16],
     )  # fmt: skip
     delay_mean = (float(row[11]) + float(row[12])) / 2
     _count(conn, snap)
     _pacing(conn, snap, tenant_id, delay_mean)
+    _activity(conn, snap, float(row[12]))
     snap.errors = [
         (str(m), int(c)) for m, c in conn.execute(q("campaign_top_errors"), {"campaign_id": campaign_id})
     ]
@@ -183,13 +204,16 @@ def _count(conn: Connection, snap: Snapshot) -> None:
 def _pacing(conn: Connection, snap: Snapshot, tenant_id: UUID, delay_mean: float) -> None:
     by_name = {i.name: i for i in snap.instances}
     params = {"tenant_id": tenant_id, "names": list(by_name)}
-    for name, next_send_at, paused_until, reason in conn.execute(q("campaign_instances_state"), params):
+    for name, next_send_at, paused_until, reason, sent_today in conn.execute(
+        q("campaign_instances_state"), params
+    ):
         progress = by_name[name]
         progress.next_send_at, progress.paused_until, progress.pause_reason = (
             next_send_at,
             paused_until,
             reason,
         )
+        progress.sent_today = int(sent_today)
     for name, last_minute, recent, span_s in conn.execute(
         q("campaign_sent_recently"), {"campaign_id": snap.id}
     ):
@@ -197,6 +221,23 @@ def _pacing(conn: Connection, snap: Snapshot, tenant_id: UUID, delay_mean: float
         if name in by_name and recent >= 2 and span_s:
             by_name[name].gap_s = float(span_s) / (recent - 1)
     snap.eta_seconds = _eta(snap, delay_mean)
+
+
+def _activity(conn: Connection, snap: Snapshot, delay_max: float) -> None:
+    row = conn.execute(q("campaign_activity"), {"campaign_id": snap.id}).fetchone()
+    assert row is not None
+    due, in_flight, snap.last_claim_at, oldest_due, snap.last_sent_at = row
+    snap.due = int(due)
+    if snap.status != "processing" or not snap.due or in_flight:
+        return
+    waiting = [i for i in snap.instances if i.pending]
+    # A paused instance or one at its daily cap is waiting on purpose, not stalled.
+    if waiting and all(i.paused or (snap.daily_cap and i.sent_today >= snap.daily_cap) for i in waiting):
+        return
+    idle_since = max(t for t in (snap.last_claim_at, oldest_due) if t is not None)
+    if (snap.now - idle_since).total_seconds() >= max(STALL_AFTER_S, 3 * delay_max):
+        snap.stalled_since = idle_since
+        snap.eta_seconds = None
 
 
 def _eta(snap: Snapshot, delay_mean: float) -> float | None:

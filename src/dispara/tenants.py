@@ -1,4 +1,4 @@
-"""Tenants: every row belongs to one, created on first use by name."""
+"""Tenants: every row belongs to one. Commands that write create theirs on first use; reads never do."""
 
 from __future__ import annotations
 
@@ -6,10 +6,18 @@ from uuid import UUID
 
 from dispara.db import Connection
 from dispara.db.queries import q
+from dispara.errors import NotFoundError
+
+DEFAULT_TENANT = "default"
+# What a read in the default tenant gets before anything was written to it: an id no row has, so it
+# finds nothing, as an empty tenant would, without creating the tenant.
+NO_TENANT = UUID(int=0)
 
 
-def tenant_id(conn: Connection, name: str) -> UUID:
-    """The id of the named tenant, creating it when it does not exist yet."""
+def tenant_id(conn: Connection, name: str, *, create: bool = True) -> UUID:
+    """The id of the named tenant; created when missing if `create`, else `NotFoundError` naming the known."""
+    if not create:
+        return _existing(conn, name)
     row = conn.execute(q("tenant_get_or_create"), {"name": name}).fetchone()
     if row is None:  # lost a race with a concurrent creator whose row is not visible yet; ask again
         row = conn.execute(q("tenant_get_or_create"), {"name": name}).fetchone()
@@ -17,3 +25,16 @@ def tenant_id(conn: Connection, name: str) -> UUID:
     value = row[0]
     assert isinstance(value, UUID)
     return value
+
+
+def _existing(conn: Connection, name: str) -> UUID:
+    row = conn.execute(q("tenant_find"), {"name": name}).fetchone()
+    if row is not None:
+        value = row[0]
+        assert isinstance(value, UUID)
+        return value
+    if name == DEFAULT_TENANT:
+        return NO_TENANT
+    known = [str(r[0]) for r in conn.execute(q("tenant_names"))]
+    listed = ", ".join(known) if known else "none yet"
+    raise NotFoundError(f"no tenant {name!r} (known tenants: {listed}); check --tenant or DISPARA_TENANT")

@@ -18,7 +18,9 @@ COST_FACTOR = 4.0
 
 def _signature(snap: Snapshot) -> tuple[object, ...]:
     instances = tuple((i.name, i.sent, i.failed, i.pending, i.pause_reason) for i in snap.instances)
-    return snap.status, tuple(sorted(snap.counts.items())), instances, tuple(snap.errors)
+    # Whether anything is sending changes what an operator must do, even when no count moves.
+    stalled = snap.stalled_since is not None
+    return snap.status, tuple(sorted(snap.counts.items())), instances, tuple(snap.errors), stalled
 
 
 def watch_campaign(

@@ -171,8 +171,8 @@ def test_invalid_duplicate_and_missing_field_rows_are_reported_and_skipped(
     assert (report["invalid"], report["duplicates"], report["contacts"], report["messages"]) == (2, 1, 2, 4)
     rejected = (tmp_path / "contatos.rejected.csv").read_text(encoding="utf-8-sig").splitlines()
     assert len(rejected) == 4  # header + invalid phone + duplicate + missing field
-    assert any(line.startswith("123,") and "too short" in line for line in rejected)
-    assert any('missing field ""nome""' in line for line in rejected)
+    assert any(line.startswith("123,") and "curto demais" in line for line in rejected)
+    assert any('falta o campo ""nome""' in line for line in rejected)
     assert counts(env_db) == (1, 4, 4)
 
 

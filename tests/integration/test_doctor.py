@@ -1,4 +1,4 @@
-"""`dispara doctor` against a real database and stubbed services (replies as in /work/shared/contracts)."""
+"""`dispara doctor` against a real database and stubbed services (replies as docs/providers.md describes)."""
 
 from __future__ import annotations
 

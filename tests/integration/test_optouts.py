@@ -152,11 +152,11 @@ def test_import_without_a_phone_column(
     env_db: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     csv_path = tmp_path / "x.csv"
-    csv_path.write_text("nome,contato\nAna,11999990001\n", encoding="utf-8")
+    csv_path.write_text("nome,codigo\nAna,11999990001\n", encoding="utf-8")
     result = cli(capsys, "optout", "import", str(csv_path))
     assert result.code == 4
     assert "no phone column" in result.err
-    result = cli(capsys, "optout", "import", str(csv_path), "--phone-column", "Contato")
+    result = cli(capsys, "optout", "import", str(csv_path), "--phone-column", "Codigo")
     assert result.code == 0, result.err
     assert rows(env_db) == [("default", "5511999990001", None)]
 

@@ -15,15 +15,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO, Final, NamedTuple, TextIO
 
+from dispara.campaigns.columns import choose_ddd_column, choose_phone_column
 from dispara.campaigns.names import normalize_key
+from dispara.campaigns.reasons import REJECTED_HEADER
 from dispara.errors import InputError
 
 if TYPE_CHECKING:
     from _csv import Reader, Writer
 
 __all__ = [
-    "FALLBACK_PHONE_COLUMNS",
-    "PHONE_COLUMNS",
     "ContactReader",
     "ContactRow",
     "RejectedWriter",
@@ -31,13 +31,12 @@ __all__ = [
 ]
 
 SAMPLE_BYTES: Final = 64 * 1024
-PHONE_COLUMNS: Final = ("whatsapp", "celular", "telefone", "phone", "fone", "tel")
-# Only when none of the above is present: in Brazilian address exports `Número` is the house number.
-FALLBACK_PHONE_COLUMNS: Final = ("numero",)
+SAMPLE_ROWS: Final = 50
 _DELIMITERS: Final = (";", "\t", ",")
 _EXCEL_SEP_LINE: Final = re.compile(r"sep=(.)\s*")
 _LOOKS_LIKE_PHONE: Final = re.compile(r"[+(]?\d[\d\s().\-]{6,}\d")
 _LATIN1: Final = "dispara-latin1"
+_LONE_CR: Final = re.compile(r"(?<=\r)(?!\n)")
 
 
 def _latin1_fallback(exc: UnicodeError) -> tuple[str, int]:
@@ -70,10 +69,18 @@ class ContactReader:
         rename: Mapping[str, str] | None = None,
         display: str | None = None,
         phone_hint: str = "columns.phone in the campaign file",
+        ddd_column: str | None = None,
+        country: str = "BR",
     ) -> None:
         self.path = path
         self.display = str(path) if display is None else display
         self._phone_hint = phone_hint  # how the caller lets the operator name the phone column
+        self._ddd_column = ddd_column
+        self._country = country
+        self.notes: list[str] = []
+        """What the reader decided that the operator should know (which phone column, mixed encodings)."""
+        self.mixed_lines = 0
+        """Lines decoded as UTF-8 in a cp1252 file, or the other way round."""
         try:
             self._file: BinaryIO = path.open("rb")
         except FileNotFoundError:
@@ -96,6 +103,8 @@ class ContactReader:
     fields: tuple[str, ...]
     """Field names of the contacts: normalised, renamed, unnamed columns left out."""
     phone_field: str
+    ddd_field: str | None
+    """The field holding a separate area code (DDD), if there is one."""
 
     def _open(self, phone_column: str | None, rename: Mapping[str, str]) -> None:
         sample = self._file.read(SAMPLE_BYTES)
@@ -119,6 +128,7 @@ class ContactReader:
             raise InputError(f"{self.display}: empty file (expected a header line such as nome;telefone)")
         self.header_line, values = header_values
         self.header = [value.strip() for value in values]
+        self._sample_rows = _sample_rows(sample_lines[1 + (1 if excel_sep else 0) :], self.delimiter)
         self._setup_columns(phone_column, rename)
 
     def _first_record(self, *, skip: int) -> tuple[int, list[str]] | None:
@@ -139,7 +149,21 @@ class ContactReader:
                 if values and (values[0].strip() or any(value.strip() for value in values)):
                     yield line, values
         except csv.Error as exc:
-            raise InputError(f"{self.display}: line {reader.line_num}: {exc}") from None
+            raise self._csv_error(exc) from None
+
+    def _csv_error(self, exc: csv.Error) -> InputError:
+        """A csv module error in our words, at the line where the broken record starts."""
+        start, now = self._previous_line + 1, self._reader.line_num
+        text = str(exc)
+        if "unexpected end of data" in text or (now > start and "expected after" not in text):
+            problem = f'line {start}: a quote (") opened here is never closed'
+        elif "expected after" in text:
+            problem = f'line {now}: a quote inside a value must be doubled ("") or the whole value quoted'
+        elif "field larger than field limit" in text:
+            problem = f"line {start}: a value longer than 128 KB (an unclosed quote?)"
+        else:
+            problem = f"line {now}: not readable as CSV"
+        return InputError(f"{self.display}: {problem}")
 
     def _setup_columns(self, phone_column: str | None, rename: Mapping[str, str]) -> None:
         names = [normalize_key(value) for value in self.header]
@@ -159,6 +183,7 @@ class ContactReader:
             first_of.setdefault(name, value)
 
         phone_index = self._phone_index(names, phone_column, found)
+        ddd_index = self._ddd_index(names, phone_index, found)
         final = list(names)
         for source, target in rename.items():
             if normalize_key(source) not in names:
@@ -174,6 +199,7 @@ class ContactReader:
 
         self.fields = tuple(named)
         self.phone_field = final[phone_index]
+        self.ddd_field = final[ddd_index] if ddd_index is not None else None
         self._keys = tuple(final)
         self._named = None if len(named) == len(final) else tuple(i for i, name in enumerate(final) if name)
 
@@ -185,21 +211,34 @@ class ContactReader:
                     f"(columns: {found})"
                 )
             return names.index(normalize_key(phone_column))
-        candidates = [i for i, name in enumerate(names) if name in PHONE_COLUMNS]
-        if len(candidates) > 1:
-            several = ", ".join(self.header[i] for i in candidates)
+        choice = choose_phone_column(self.header, self._sample_rows, self._country)
+        if choice is None:
             raise InputError(
-                f"{self.display}: several phone columns ({several}); choose one with {self._phone_hint}"
+                f"{self.display}: no phone column (columns: {found}; none reads as a phone, WhatsApp or "
+                f"mobile column); name it with {self._phone_hint}"
             )
-        if not candidates:
-            candidates = [i for i, name in enumerate(names) if name in FALLBACK_PHONE_COLUMNS]
-        if not candidates:
-            looked_for = ", ".join((*PHONE_COLUMNS, *FALLBACK_PHONE_COLUMNS))
+        if choice.others:
+            others = ", ".join(repr(self.header[i]) for i in choice.others)
+            self.notes.append(
+                f"phone column: {self.header[choice.index]!r} (also plausible: {others}); "
+                f"choose another with {self._phone_hint}"
+            )
+        return choice.index
+
+    def _ddd_index(self, names: list[str], phone_index: int, found: str) -> int | None:
+        if self._ddd_column is None:
+            index = choose_ddd_column(self.header, phone_index)
+            if index is not None:
+                self.notes.append(
+                    f"area code (DDD) column: {self.header[index]!r}, joined to phones written without one"
+                )
+            return index
+        if normalize_key(self._ddd_column) not in names:
             raise InputError(
-                f"{self.display}: no phone column (columns: {found}; looked for {looked_for}); "
-                f"name it with {self._phone_hint}"
+                f"{self.display}: column {self._ddd_column!r} named in columns.ddd is not in the header "
+                f"(columns: {found})"
             )
-        return candidates[0]
+        return names.index(normalize_key(self._ddd_column))
 
     def __iter__(self) -> Iterator[ContactRow]:
         # One generator for the whole row path (no `_records` layer): this runs millions of times.
@@ -219,7 +258,7 @@ class ContactReader:
                     contact = {keys[i]: values[i].strip() for i in named}
                 yield new_row(ContactRow, (line, contact, values))
         except csv.Error as exc:
-            raise InputError(f"{self.display}: line {reader.line_num}: {exc}") from None
+            raise self._csv_error(exc) from None
 
     def _fit(self, values: list[str], line: int, width: int) -> None:
         """Pad a short row; trim a long one whose extra cells are empty, else refuse the file."""
@@ -238,23 +277,26 @@ class ContactReader:
         if self.encoding == "utf-16" or self._cr_only:
             yield from self._text_lines()
             return
-        number = 0
+        utf8 = self.encoding != "cp1252"
         for raw in self._file:
-            number += 1
-            if self.encoding == "cp1252":
-                yield raw.decode("cp1252", _LATIN1)
-                continue
+            # Files pasted together from several exports mix UTF-8 and cp1252 lines: each line is decoded
+            # on its own, UTF-8 first (cp1252 text is almost never valid UTF-8), so neither turns to mojibake.
             try:
-                yield raw.decode(self.encoding)
+                line = raw.decode(self.encoding if utf8 else "utf-8")
+                if not utf8 and not raw.isascii():
+                    self.mixed_lines += 1
             except UnicodeDecodeError:
-                if not self._may_fall_back:
-                    raise InputError(
-                        f"{self.display}: line {number}: bytes that are not UTF-8, although the file "
-                        "starts as UTF-8; save it again as UTF-8"
-                    ) from None
-                # The sample was plain ASCII, so nothing said UTF-8: an Excel export is likelier.
-                self.encoding = "cp1252"
-                yield raw.decode("cp1252", _LATIN1)
+                line = raw.decode("cp1252", _LATIN1)
+                if utf8 and not self._may_fall_back:
+                    self.mixed_lines += 1
+                elif utf8:
+                    # The sample was plain ASCII, so nothing said UTF-8: an Excel export is likelier.
+                    self.encoding, utf8 = "cp1252", False
+            if line.find("\r", 0, len(line) - 2) >= 0:
+                # Mixed line endings: a lone CR ends a line too (csv would call it a "new-line in field").
+                yield from _LONE_CR.split(line)
+            else:
+                yield line
 
     def _text_lines(self) -> Iterator[str]:
         errors = _LATIN1 if self.encoding == "cp1252" else "strict"
@@ -277,6 +319,14 @@ class ContactReader:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _sample_rows(lines: Sequence[str], delimiter: str) -> list[list[str]]:
+    """The first rows of the sample, leniently parsed: only to judge which column holds phones."""
+    try:
+        return list(csv.reader(lines[:SAMPLE_ROWS], delimiter=delimiter))
+    except csv.Error:
+        return []
 
 
 def _detect_encoding(sample: bytes, display: str) -> tuple[str, bool]:
@@ -333,19 +383,21 @@ class RejectedWriter:
         self.count = 0
         self._columns: list[str] = []
         self._delimiter = ","
+        self._added: tuple[str, str] = REJECTED_HEADER["en"]
         self._file: TextIO | None = None
         self._writer: Writer | None = None
 
-    def set_columns(self, header: Sequence[str], delimiter: str = ",") -> None:
+    def set_columns(self, header: Sequence[str], delimiter: str = ",", *, locale: str = "en") -> None:
         """The input's header and delimiter, so the rejected file opens like the input did."""
         self._columns = list(header)
         self._delimiter = delimiter
+        self._added = REJECTED_HEADER.get(locale, REJECTED_HEADER["en"])
 
     def write(self, line: int, values: Sequence[str], reason: str) -> None:
         if self._writer is None:
             self._file = self.path.open("w", encoding="utf-8-sig", newline="")
             self._writer = csv.writer(self._file, delimiter=self._delimiter)
-            self._writer.writerow([*self._columns, "line", "reason"])
+            self._writer.writerow([*self._columns, *self._added])
         width = len(self._columns)
         padded = list(values[:width]) + [""] * (width - len(values))
         self._writer.writerow([*padded, line, reason])

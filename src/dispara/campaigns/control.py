@@ -21,21 +21,39 @@ RETRY_KINDS = {
 }
 
 
-def _status(conn: Connection, campaign_id: UUID) -> str:
-    row = conn.execute(q("campaign_status_of"), {"campaign_id": campaign_id}).fetchone()
+def _status(conn: Connection, campaign_id: UUID, *, lock: bool = False) -> str:
+    query = q("campaign_status_for_update") if lock else q("campaign_status_of")
+    row = conn.execute(query, {"campaign_id": campaign_id}).fetchone()
     return str(row[0]) if row else "missing"
 
 
-def pause(conn: Connection, campaign_id: UUID, reason: str = "paused by the operator") -> str:
-    """Stop sending the campaign's messages; returns the new status once the sends in flight are over."""
+RUNNING = frozenset({"pending", "scheduled", "processing"})
+
+
+class Transition(str):
+    """The campaign's status after a pause or resume; `changed` is False when it already was so."""
+
+    changed: bool
+
+    def __new__(cls, status: str, *, changed: bool) -> Transition:
+        made = super().__new__(cls, status)
+        made.changed = changed
+        return made
+
+
+def pause(conn: Connection, campaign_id: UUID, reason: str = "paused by the operator") -> Transition:
+    """Stop sending the campaign's messages; returns once the sends in flight are over. A paused campaign
+    stays as it is.
+    """
     with conn.transaction():
         row = conn.execute(q("campaign_pause"), {"campaign_id": campaign_id, "reason": reason}).fetchone()
         if row is None:
-            raise InputError(
-                f"campaign is {_status(conn, campaign_id)}: only a running or scheduled one can pause"
-            )
+            status = _status(conn, campaign_id)
+            if status == "paused":
+                return Transition(status, changed=False)
+            raise InputError(f"campaign is {status}: only a running or scheduled one can pause")
     settle(conn, campaign_id)
-    return str(row[0])
+    return Transition(str(row[0]), changed=True)
 
 
 def settle(conn: Connection, campaign_id: UUID, timeout_s: float = SETTLE_S) -> int:
@@ -54,12 +72,16 @@ def settle(conn: Connection, campaign_id: UUID, timeout_s: float = SETTLE_S) -> 
         time.sleep(SETTLE_POLL_S)
 
 
-def resume(conn: Connection, campaign_id: UUID) -> str:
+def resume(conn: Connection, campaign_id: UUID) -> Transition:
+    """Let a paused campaign send again; a running one stays as it is."""
     with conn.transaction():
         row = conn.execute(q("campaign_resume"), {"campaign_id": campaign_id}).fetchone()
         if row is None:
-            raise InputError(f"campaign is {_status(conn, campaign_id)}, not paused")
-    return str(row[0])
+            status = _status(conn, campaign_id)
+            if status in RUNNING:
+                return Transition(status, changed=False)
+            raise InputError(f"campaign is {status}, not paused")
+    return Transition(str(row[0]), changed=True)
 
 
 @dataclass(frozen=True)
@@ -76,6 +98,29 @@ def cancel(conn: Connection, campaign_id: UUID, reason: str = "cancelled by the 
             raise InputError(f"campaign is already {_status(conn, campaign_id)}")
     settle(conn, campaign_id)
     return Cancelled(messages=int(row[1]), jobs=int(row[2]))
+
+
+def delete(conn: Connection, campaign_id: UUID) -> Deleted:
+    """Remove a campaign with its message logs and jobs; refused while it may still send."""
+    with conn.transaction():
+        # The row lock keeps a worker from starting the campaign while it is being deleted.
+        status = _status(conn, campaign_id, lock=True)
+        if status == "processing":
+            raise InputError("campaign is sending: pause or cancel it first (`dispara campaign cancel`)")
+        in_flight = conn.execute(q("campaign_in_flight"), {"campaign_id": campaign_id}).fetchone()
+        if in_flight and in_flight[0]:
+            raise InputError(
+                f"{in_flight[0]} of its messages are being sent right now: try again in a minute"
+            )
+        row = conn.execute(q("campaign_delete"), {"campaign_id": campaign_id}).fetchone()
+    assert row is not None
+    return Deleted(messages=int(row[0]), jobs=int(row[1]))
+
+
+@dataclass(frozen=True)
+class Deleted:
+    messages: int
+    jobs: int
 
 
 def retry(conn: Connection, campaign_id: UUID, *, scope: str = "default") -> int:

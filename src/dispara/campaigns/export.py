@@ -1,4 +1,7 @@
-"""Campaign listing and the per-message export, streamed so a million rows need no memory."""
+"""Campaign listing and the per-message export, streamed so a million rows need no memory.
+
+The export puts the contact's own columns (name and the rest) beside each message's phone, status and times.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from uuid import UUID
 
 from dispara.db import Connection
 from dispara.db.queries import q
+from dispara.errors import InputError
 
 EXPORT_COLUMNS = (
     "phone", "instance", "status", "type", "content", "media_url", "queued_at", "sent_at",
@@ -59,24 +63,71 @@ def _cell(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def export(conn: Connection, campaign_id: UUID, out: IO[str], *, fmt: str, status: str | None) -> int:
+def contact_fields(conn: Connection, campaign_id: UUID) -> list[str]:
+    row = conn.execute(q("campaign_contact_fields"), {"campaign_id": campaign_id}).fetchone()
+    if row is None:
+        return []
+    ordered, first = row
+    return list(ordered) if ordered else list(first) if isinstance(first, dict) else []
+
+
+def export_columns(conn: Connection, campaign_id: UUID, chosen: list[str] | None = None) -> list[str]:
+    """The contact's columns, then the message's; `chosen` picks some of them, in its order.
+
+    A contact column named like a message column (`status`) is exported as `contact_status`.
+    """
+    fields = [f"contact_{f}" if f in EXPORT_COLUMNS else f for f in contact_fields(conn, campaign_id)]
+    available = [*fields, *EXPORT_COLUMNS]
+    if chosen is None:
+        return available
+    unknown = [name for name in chosen if name not in available]
+    if unknown:
+        raise InputError(f"--columns: no column {unknown[0]!r}; the columns are: {', '.join(available)}")
+    return chosen
+
+
+def _records(
+    conn: Connection, campaign_id: UUID, status: str | None, columns: list[str]
+) -> Iterator[list[Any]]:
+    width = len(EXPORT_COLUMNS)
+    message_index = {name: i for i, name in enumerate(EXPORT_COLUMNS)}
+    clashing = {f"contact_{name}": name for name in EXPORT_COLUMNS}
+    contact_key = {name: clashing.get(name, name) for name in columns if name not in message_index}
+    for row in _rows(conn, campaign_id, status):
+        contact = row[width] or {}
+        yield [
+            _cell(row[message_index[name]]) if name in message_index else contact.get(contact_key[name], "")
+            for name in columns
+        ]
+
+
+def export(
+    conn: Connection,
+    campaign_id: UUID,
+    out: IO[str],
+    *,
+    fmt: str,
+    status: str | None,
+    columns: list[str] | None = None,
+) -> int:
     """Write the campaign's messages to `out` as csv, json (one array) or jsonl; returns the row count."""
     count = 0
+    names = export_columns(conn, campaign_id, columns)
     if fmt == "csv":
         writer = csv.writer(out)
-        writer.writerow(EXPORT_COLUMNS)
-        for row in _rows(conn, campaign_id, status):
-            writer.writerow([_cell(v) for v in row])
+        writer.writerow(names)
+        for record in _records(conn, campaign_id, status, names):
+            writer.writerow(record)
             count += 1
         return count
     if fmt == "json":
         out.write("[")
-    for row in _rows(conn, campaign_id, status):
-        record = json.dumps(dict(zip(EXPORT_COLUMNS, map(_cell, row), strict=True)), ensure_ascii=False)
+    for values in _records(conn, campaign_id, status, names):
+        line = json.dumps(dict(zip(names, values, strict=True)), ensure_ascii=False)
         if fmt == "json":
-            out.write(f"{',' if count else ''}\n{record}")
+            out.write(f"{',' if count else ''}\n{line}")
         else:
-            out.write(f"{record}\n")
+            out.write(f"{line}\n")
         count += 1
     if fmt == "json":
         out.write("\n]\n")

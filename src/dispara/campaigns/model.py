@@ -80,9 +80,10 @@ class _Model(BaseModel):
 
 
 class Columns(_Model):
-    """Which CSV column holds the phone, and CSV columns to rename into template fields."""
+    """Which CSV column holds the phone (and its area code), and columns to rename into template fields."""
 
     phone: NonEmpty | None = None
+    ddd: NonEmpty | None = None
     rename: dict[NonEmpty, NonEmpty] = Field(default_factory=dict)
 
     @field_validator("rename")
@@ -177,7 +178,13 @@ class Schedule(_Model):
     # Before `at`, whose validator reads the window's timezone.
     window: Window | None = None
     at: datetime | None = None
+    """The first send; `now` (or no `at`) starts at once. A time in the past is refused when sending."""
     daily_cap: int | None = Field(None, gt=0)
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _now(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() in ("now", "agora") else value
 
     @field_validator("at")
     @classmethod
@@ -282,6 +289,8 @@ class Campaign(_Model):
     contacts: Path
     columns: Columns = Field(default_factory=Columns)
     default_country: str = "BR"
+    locale: Literal["pt-BR", "en"] = "pt-BR"
+    """Language of the reasons in reports and in the rejected file."""
     instances: tuple[NonEmpty, ...] = Field(min_length=1)
     delay: Delay = Field(default_factory=Delay)
     schedule: Schedule | None = None

@@ -12,15 +12,22 @@ from typing import Final
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneMetadata, ValidationResult
 
-__all__ = ["PhoneError", "normalize_phone"]
+from dispara.campaigns.reasons import describe
+
+__all__ = ["PhoneError", "is_mobile", "normalize_phone", "pick_phone"]
 
 
 class PhoneError(ValueError):
-    """A value that is not a usable phone number; `reason` is short and readable by an operator."""
+    """Not a usable phone number: a code of `reasons`, its parameters, and the English text as `reason`."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    def __init__(self, code: str, **params: object) -> None:
+        self.code = code
+        self.params = params
+        self.reason = describe(code, "en", **params)
+        super().__init__(self.reason)
+
+    def text(self, locale: str) -> str:
+        return describe(self.code, locale, **self.params)
 
 
 # What Excel does to a phone column typed as a number: `11999990001.0`, `5,511999990001E+12`.
@@ -60,12 +67,78 @@ def _br_fast_patterns() -> dict[int, re.Pattern[str]]:
 _BR_VALID: Final = _br_fast_patterns()
 
 _PARSE_REASONS: Final = {
-    NumberParseException.INVALID_COUNTRY_CODE: "unknown country code",
-    NumberParseException.NOT_A_NUMBER: "not a phone number",
-    NumberParseException.TOO_SHORT_AFTER_IDD: "too short",
-    NumberParseException.TOO_SHORT_NSN: "too short",
-    NumberParseException.TOO_LONG: "too long",
+    NumberParseException.INVALID_COUNTRY_CODE: "unknown_country",
+    NumberParseException.NOT_A_NUMBER: "not_a_number",
+    NumberParseException.TOO_SHORT_AFTER_IDD: "too_short",
+    NumberParseException.TOO_SHORT_NSN: "too_short",
+    NumberParseException.TOO_LONG: "too_long",
 }
+
+# `0xx11`, the old way of writing "0 + carrier + area code" (xx stands for the carrier digits).
+_OXX: Final = re.compile(r"\(?\s*0\s*[xX]{2}\s*")
+# `0055 11 ...`: Brazilian operators write the international prefix 00 before the country code 55;
+# phonenumbers reads 0055 as Brazil's IDD with carrier 55, and the rest as a foreign number.
+_DOUBLE_ZERO_55: Final = re.compile(r"\s*0\s*0\s*5\s*5(?=[\s(]*[1-9])")
+# Several numbers in one cell: Google Contacts joins them with " ::: "; people use / ; | or "ou".
+_SEVERAL: Final = re.compile(r"\s*(?::::|[/|;\n]|,\s|\s(?:ou|e|or)\s)\s*", re.IGNORECASE)
+_DDD: Final = frozenset(
+    {*range(11, 20), 21, 22, 24, 27, 28, *range(31, 36), 37, 38, *range(41, 50), 51, 53, 54, 55,
+     *range(61, 70), 71, 73, 74, 75, 77, 79, *range(81, 90), *range(91, 100)}
+)  # fmt: skip
+
+
+def pick_phone(raw: str, default_country: str = "BR", area_code: str | None = None) -> str:
+    """`normalize_phone` for a cell that may hold several numbers: the first valid mobile, else the first
+    valid number; the first number's error when none is valid.
+
+    `area_code` (a separate DDD column) is put in front of a Brazilian number written without one.
+    """
+    if area_code:
+        raw = _with_area_code(raw, area_code, default_country)
+    try:
+        # Several numbers never read as one valid number (too many digits): the common case pays nothing.
+        return normalize_phone(raw, default_country)
+    except PhoneError:
+        if _SEVERAL.search(raw) is None:
+            raise
+    first_error: PhoneError | None = None
+    first_valid: str | None = None
+    for part in _SEVERAL.split(raw):
+        if not part.strip():
+            continue
+        try:
+            phone = normalize_phone(_with_area_code(part, area_code, default_country), default_country)
+        except PhoneError as exc:
+            first_error = first_error or exc
+            continue
+        if is_mobile(phone):
+            return phone
+        first_valid = first_valid or phone
+    if first_valid is not None:
+        return first_valid
+    raise first_error or PhoneError("empty")
+
+
+def is_mobile(phone: str) -> bool:
+    """Whether a normalised number is a mobile (Brazil: 9 after the area code; elsewhere phonenumbers)."""
+    if phone.startswith("55"):
+        return len(phone) == 13 and phone[4] == "9"
+    try:
+        kind = phonenumbers.number_type(phonenumbers.parse(f"+{phone}"))
+    except NumberParseException:
+        return False
+    return kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+
+
+def _with_area_code(raw: str, area_code: str | None, country: str) -> str:
+    if not area_code:
+        return raw
+    digits = "".join(char for char in raw if char.isdigit())
+    ddd = "".join(char for char in area_code if char.isdigit()).lstrip("0")
+    # 7 digits: a number too short by one, which is then reported as such after its area code.
+    if country != "BR" or "+" in raw or len(digits) not in (7, 8, 9) or len(ddd) != 2:
+        return raw
+    return f"{ddd} {raw.strip()}"
 
 
 def normalize_phone(raw: str, default_country: str = "BR") -> str:
@@ -73,7 +146,7 @@ def normalize_phone(raw: str, default_country: str = "BR") -> str:
 
     Numbers without `+` are read as numbers of `default_country` (with or without its country code);
     other countries need `+` or their international prefix. Landlines are accepted: they can have
-    WhatsApp Business.
+    WhatsApp Business. Brazilian forms such as `(0xx11)`, `0055 11` and carrier prefixes are understood.
     """
     text = _undo_excel(raw.strip())
     if default_country == "BR":
@@ -95,9 +168,9 @@ def _undo_excel(text: str) -> str:
         digits, exponent = match[1] + (match[2] or ""), int(match[3])
         # `5.5119999e+12` no longer holds the last digits: guessing them would message a stranger.
         if len(digits) < exponent + 1:
-            raise PhoneError("digits lost to Excel scientific notation; format the column as text")
+            raise PhoneError("excel_digits_lost")
         if digits[exponent + 1 :].strip("0"):
-            raise PhoneError("not a phone number")
+            raise PhoneError("not_a_number")
         return digits[: exponent + 1]
     return text
 
@@ -125,36 +198,51 @@ def _fast_br(text: str) -> str | None:
     return "55" + national if pattern.fullmatch(national) else None
 
 
+def _brazilian_forms(text: str) -> str:
+    """`(0xx11) 9...` -> `(011) 9...`; `0055 11 9...` -> `+55 11 9...`."""
+    if "x" in text or "X" in text:
+        text = _OXX.sub("0", text, count=1)
+        if text.startswith("0") and ")" in text[:5]:
+            text = text.replace(")", " ", 1)
+    if text[:1] in "0 " and (match := _DOUBLE_ZERO_55.match(text)):
+        text = "+55" + text[match.end() :]
+    return text
+
+
 def _parse(text: str, region: str) -> str:
+    if region == "BR":
+        text = _brazilian_forms(text)
     # phonenumbers reads letters as a keypad (`0800-FLORES`); in a contacts sheet they mean a wrong column.
     if any(char.isalpha() for char in text):
-        raise PhoneError("not a phone number")
+        raise PhoneError("not_a_number")
     try:
         number = phonenumbers.parse(text, region)
     except NumberParseException as exc:
-        raise PhoneError(_PARSE_REASONS.get(exc.error_type, "not a phone number")) from None
+        raise PhoneError(_PARSE_REASONS.get(exc.error_type, "not_a_number")) from None
     if number.extension:
-        raise PhoneError("has an extension")
+        raise PhoneError("has_extension")
     national = phonenumbers.national_significant_number(number)
     if not phonenumbers.is_valid_number(number):
-        raise PhoneError(_invalid_reason(number, national))
+        raise _invalid(number, national)
     return f"{number.country_code}{national}"
 
 
-def _invalid_reason(number: phonenumbers.PhoneNumber, national: str) -> str:
+def _invalid(number: phonenumbers.PhoneNumber, national: str) -> PhoneError:
     region = phonenumbers.region_code_for_country_code(number.country_code or 0)
     possible = phonenumbers.is_possible_number_with_reason(number)
     if possible == ValidationResult.TOO_SHORT:
-        return "too short"
+        return PhoneError("too_short")
     if possible == ValidationResult.TOO_LONG:
-        return "too long"
+        return PhoneError("too_long")
     if possible == ValidationResult.INVALID_COUNTRY_CODE or region == "ZZ":
-        return "unknown country code"
+        return PhoneError("unknown_country")
     if possible == ValidationResult.INVALID_LENGTH:
-        return f"wrong length for {region}"
-    reason = f"invalid number for {region}"
+        return PhoneError("wrong_length", region=region)
     if region == "BR" and len(national) in (8, 9):
-        return f"{reason} (missing area code/DDD?)"
+        # `11 999-0001` has its area code and a 7-digit local part; `99999-0001` lacks the area code.
+        if len(national) == 9 and national[0] != "9" and int(national[:2]) in _DDD:
+            return PhoneError("short_local", region=region, digits=7, ddd=national[:2])
+        return PhoneError("missing_ddd", region=region)
     if region == "BR" and len(national) == 10 and national[2] in "6789":
-        return f"{reason} (mobile number without the leading 9?)"
-    return reason
+        return PhoneError("missing_nine", region=region)
+    return PhoneError("invalid", region=region)

@@ -14,7 +14,8 @@ from typing import NamedTuple
 
 from dispara.campaigns.contacts import ContactReader, RejectedWriter
 from dispara.campaigns.model import Campaign
-from dispara.campaigns.phones import PhoneError, normalize_phone
+from dispara.campaigns.phones import PhoneError, pick_phone
+from dispara.campaigns.reasons import describe
 from dispara.campaigns.templates import MissingFieldError, Template, check_fields, choose_variant
 from dispara.errors import InputError
 
@@ -90,6 +91,7 @@ class Preparation:
         self.delimiter = reader.delimiter
         self.fields = reader.fields
         self.phone_field = reader.phone_field
+        self.ddd_field = reader.ddd_field
         self._reader = reader
         self._is_opted_out = is_opted_out
         self._limit = limit
@@ -105,6 +107,17 @@ class Preparation:
     def encoding(self) -> str:
         """The contacts file's encoding; final once iteration ends (ASCII starts may turn out cp1252)."""
         return self._reader.encoding
+
+    @property
+    def notes(self) -> list[str]:
+        """What the reader decided about the file that the operator should know."""
+        notes = list(self._reader.notes)
+        if self._reader.mixed_lines:
+            notes.append(
+                f"{self._reader.mixed_lines:,} lines were in another encoding than the rest (UTF-8 and "
+                "cp1252 mixed); each line was decoded on its own"
+            )
+        return notes
 
     @property
     def rejected_path(self) -> Path | None:
@@ -142,6 +155,8 @@ class Preparation:
             report.limit_reached = True
             return
         country = self.campaign.default_country
+        locale, ddd_field = self.campaign.locale, self.ddd_field
+        duplicate, opted_out = describe("duplicate", locale), describe("opted_out", locale)
         instances = self.campaign.instances
         phone_field = self.phone_field
         is_opted_out = self._is_opted_out
@@ -159,26 +174,26 @@ class Preparation:
         for line, contact, values in self._reader:
             report.rows_read += 1
             try:
-                phone = normalize_phone(contact[phone_field], country)
+                phone = pick_phone(contact[phone_field], country, contact[ddd_field] if ddd_field else None)
             except PhoneError as exc:
                 report.invalid += 1
-                refuse(line, values, f"invalid phone: {exc.reason}")
+                refuse(line, values, describe("invalid_phone", locale, reason=exc.text(locale)))
                 continue
             key = int(phone)
             if key in seen:
                 report.duplicates += 1
-                refuse(line, values, "duplicate phone")
+                refuse(line, values, duplicate)
                 continue
             if is_opted_out(phone):
                 seen.add(key)
                 report.opted_out += 1
-                refuse(line, values, "opted out")
+                refuse(line, values, opted_out)
                 continue
             try:
                 rendered = _render_all(choice_lists, phone, contact)
             except MissingFieldError as exc:
                 report.invalid += 1
-                refuse(line, values, str(exc))
+                refuse(line, values, describe("missing_field", locale, field=exc.field))
                 continue
             seen.add(key)
             contact_index = report.contacts
@@ -258,6 +273,8 @@ def prepare(
         phone_column=campaign.columns.phone,
         rename=campaign.columns.rename,
         display=_display(campaign.contacts),
+        ddd_column=campaign.columns.ddd,
+        country=campaign.default_country,
     )
     try:
         templates = [template for spec in campaign.message_templates for template in spec.parsed]
@@ -266,7 +283,7 @@ def prepare(
         reader.close()
         raise
     if rejected is not None:
-        rejected.set_columns(reader.header, reader.delimiter)
+        rejected.set_columns(reader.header, reader.delimiter, locale=campaign.locale)
     is_opted_out = optouts if callable(optouts) else optouts.__contains__
     return Preparation(campaign, reader, is_opted_out, limit, rejected)
 

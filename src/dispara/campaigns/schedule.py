@@ -45,6 +45,23 @@ class SendWindow:
     def is_open(self, at: datetime) -> bool:
         return self.next_open(at) == at
 
+    def closes_after(self, at: datetime) -> datetime:
+        """When the window open at `at` closes (`at` must be inside it)."""
+        local = at.astimezone(self.tz)
+        for offset in (-1, 0):
+            day = local.date() + timedelta(days=offset)
+            if day.weekday() in self.days:
+                opens, closes = self._span(day)
+                if opens <= local < closes:
+                    return closes
+        raise ValueError(f"the window is not open at {at.isoformat()}")
+
+    def describe(self) -> str:
+        """`09:00-21:00 mon-sat America/Sao_Paulo`."""
+        names = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+        days = "every day" if len(self.days) == 7 else ",".join(names[d] for d in sorted(self.days))
+        return f"{self.start:%H:%M}-{self.end:%H:%M} {days} {self.tz.key}"
+
 
 def first_send_at(now: datetime, at: datetime | None, window: SendWindow | None) -> datetime | None:
     """When a campaign may start: None means right away."""

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from uuid import UUID, uuid4
 
 from dispara.campaigns import store
-from dispara.campaigns.contacts import RejectedWriter
+from dispara.campaigns.contacts import RejectedWriter, rejected_path
+from dispara.campaigns.estimate import Estimate, estimate
 from dispara.campaigns.model import Campaign, load_campaign
 from dispara.campaigns.prepare import Message, Report, prepare
 from dispara.campaigns.schedule import SendWindow, first_send_at
+from dispara.campaigns.test_send import as_test_campaign, to_test_numbers, to_test_numbers_messages
 from dispara.db import Connection
 from dispara.db.clock import db_now
 from dispara.errors import InputError
@@ -41,6 +43,14 @@ class SendOutcome:
     dry_run: bool = False
     scheduled_for: datetime | None = None
     rejected_path: Path | None = None
+    estimate: Estimate | None = None
+    window: SendWindow | None = None
+    notes: list[str] = field(default_factory=list)
+    existing: store.CampaignRecord | None = None
+    """In a dry run: the campaign a real send of this file would show instead of creating one."""
+    test_to: tuple[str, ...] = ()
+    fields: list[str] = field(default_factory=list)
+    """The contacts' columns, in the file's order."""
 
 
 def idempotency_key(campaign: Campaign, limit: int | None, *, new: bool) -> str:
@@ -65,14 +75,32 @@ def _window(campaign: Campaign) -> SendWindow | None:
     return SendWindow(window.start, window.end, window.weekdays, window.zone)
 
 
-def _start_time(campaign: Campaign, now: datetime) -> datetime | None:
+def _start_time(campaign: Campaign, now: datetime, *, start_now: bool) -> datetime | None:
     at = campaign.schedule.at if campaign.schedule else None
-    return first_send_at(now, at, _window(campaign))
+    if at is not None and at < now and not start_now:
+        raise InputError(
+            f"{campaign.source}: schedule.at {at:%Y-%m-%d %H:%M %Z} is in the past: fix it, write `at: now`, "
+            "or pass --now to start at once"
+        )
+    return first_send_at(now, None if start_now else at, _window(campaign))
 
 
-def _keep_preview(messages: Iterator[Message], preview: list[Message]) -> Iterator[Message]:
+def _estimate(campaign: Campaign, messages: int, start: datetime) -> Estimate:
+    schedule = campaign.schedule
+    return estimate(
+        messages,
+        instances=len(campaign.instances),
+        delay_min=campaign.delay.min,
+        delay_max=campaign.delay.max,
+        start=start,
+        window=_window(campaign),
+        daily_cap=schedule.daily_cap if schedule else None,
+    )
+
+
+def _keep_preview(messages: Iterator[Message], preview: list[Message], size: int) -> Iterator[Message]:
     for message in messages:
-        if len(preview) < PREVIEW_SIZE:
+        if len(preview) < size:
             preview.append(message)
         yield message
 
@@ -105,24 +133,42 @@ def send_campaign(
     dry_run: bool = False,
     limit: int | None = None,
     new: bool = False,
-    confirm: Callable[[Report], bool] = lambda report: True,
+    confirm: Callable[[SendOutcome], bool] = lambda outcome: True,
+    preview: int = PREVIEW_SIZE,
+    start_now: bool = False,
+    test_to: Sequence[str] = (),
 ) -> SendOutcome:
-    """Prepare the campaign at `path` and, unless dry_run, write it in one transaction."""
+    """Prepare the campaign at `path` and, unless dry_run, write it in one transaction.
+
+    A dry run writes nothing at all, not even the rejected file. `test_to` sends the first contacts'
+    messages to these numbers instead, as a new campaign marked test.
+    """
     campaign = load_campaign(path)
     if campaign.transport == "qstash":
         raise InputError(
             f"{campaign.source}: transport: qstash is not available in this version yet; use transport: jobs"
         )
-    key = idempotency_key(campaign, limit, new=new)
-    if not dry_run and (existing := store.find_by_key(conn, tenant_id, key)):
+    test_numbers = to_test_numbers(test_to, campaign.default_country)
+    key = f"test:{uuid4()}" if test_numbers else idempotency_key(campaign, limit, new=new)
+    existing = store.find_by_key(conn, tenant_id, key)
+    if existing and not dry_run:
         return SendOutcome(campaign, Report(), record=existing)
-    start = _start_time(campaign, db_now(conn))
-    outcome = SendOutcome(campaign, Report(), dry_run=dry_run, scheduled_for=start)
+    now = db_now(conn)  # the database's clock, as every schedule decision
+    start = None if test_numbers else _start_time(campaign, now, start_now=start_now)
+    outcome = SendOutcome(
+        campaign, Report(), dry_run=dry_run, scheduled_for=start, existing=existing, test_to=test_numbers
+    )
+    outcome.window = None if test_numbers else _window(campaign)
     optouts = store.optouts(conn, tenant_id)
     conn.commit()  # the opt-out read should not hold a snapshot across the long write below
-    with prepare(campaign, optouts=optouts, limit=limit, rejected=RejectedWriter(campaign.contacts)) as prep:
-        outcome.report = prep.report
-        messages = _keep_preview(iter(prep), outcome.preview)
+    rejected = None if dry_run or test_numbers else RejectedWriter(campaign.contacts)
+    if test_numbers:
+        limit = len(test_numbers)
+    with prepare(campaign, optouts=optouts, limit=limit, rejected=rejected) as prep:
+        outcome.report, outcome.fields = prep.report, list(prep.fields)
+        messages = _keep_preview(iter(prep), outcome.preview, preview)
+        if test_numbers:
+            messages = to_test_numbers_messages(messages, test_numbers)
         if dry_run:
             for _ in messages:
                 pass
@@ -134,12 +180,15 @@ def send_campaign(
                 key=key,
                 start=start,
                 messages=messages,
-                report=prep.report,
+                outcome=outcome,
                 confirm=confirm,
             )
         outcome.rejected_path = prep.rejected_path
+        outcome.notes = prep.notes
     if dry_run and outcome.report.messages == 0:
-        raise _nothing_to_send(campaign, outcome.report)
+        raise _nothing_to_send(campaign, outcome.report, dry_run=True)
+    if outcome.estimate is None:
+        outcome.estimate = _estimate(campaign, outcome.report.messages, start or now)
     return outcome
 
 
@@ -151,18 +200,23 @@ def _write(
     key: str,
     start: datetime | None,
     messages: Iterator[Message],
-    report: Report,
-    confirm: Callable[[Report], bool],
+    outcome: SendOutcome,
+    confirm: Callable[[SendOutcome], bool],
 ) -> tuple[store.CampaignRecord | None, bool]:
     """The campaign record, and whether this call created it."""
+    new_campaign = _new_campaign(campaign, tenant_id, key, start)
+    if outcome.test_to:
+        new_campaign = as_test_campaign(new_campaign)
     with conn.transaction():
-        campaign_id = store.insert_campaign(conn, _new_campaign(campaign, tenant_id, key, start))
+        campaign_id = store.insert_campaign(conn, new_campaign)
         if campaign_id is None:  # an identical send committed while we were preparing
             return store.find_by_key(conn, tenant_id, key), False
+        store.set_contact_details(conn, campaign_id, test=bool(outcome.test_to), fields=outcome.fields)
         total = store.copy_messages(conn, tenant_id, campaign_id, messages)
         if total == 0:
-            raise _nothing_to_send(campaign, report)
-        if total > CONFIRM_ABOVE and not confirm(report):
+            raise _nothing_to_send(campaign, outcome.report, dry_run=False)
+        outcome.estimate = _estimate(campaign, total, start or db_now(conn))
+        if total > CONFIRM_ABOVE and not confirm(outcome):
             raise Declined
         store.finish_campaign(
             conn,
@@ -176,8 +230,16 @@ def _write(
     return store.find_by_key(conn, tenant_id, key), True
 
 
-def _nothing_to_send(campaign: Campaign, report: Report) -> InputError:
+def _nothing_to_send(campaign: Campaign, report: Report, *, dry_run: bool) -> InputError:
+    top = "; ".join(f"{count:,} x {reason}" for reason, count in report.reasons.most_common(3))
+    refused = report.rows_read - report.contacts
+    where = ""
+    if refused:
+        path = rejected_path(campaign.contacts)
+        where = f"; a real send writes them to {path}" if dry_run else f"; every refused row is in {path}"
     return InputError(
         f"{campaign.source}: no messages to create: {report.rows_read} rows read, {report.invalid} invalid, "
         f"{report.duplicates} duplicates, {report.opted_out} opted out"
+        + (f" (top reasons: {top})" if top else "")
+        + where
     )

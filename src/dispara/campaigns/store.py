@@ -100,6 +100,13 @@ def insert_campaign(conn: Connection, new: NewCampaign) -> UUID | None:
     return row[0] if row else None
 
 
+def set_contact_details(conn: Connection, campaign_id: UUID, *, test: bool, fields: list[str]) -> None:
+    """Whether the campaign is a test send, and its contacts' columns in the file's order."""
+    conn.execute(
+        q("campaign_set_contact_details"), {"campaign_id": campaign_id, "test": test, "fields": fields}
+    )
+
+
 def copy_messages(
     conn: Connection, tenant_id: UUID, campaign_id: UUID, messages: Iterable[MessageRow]
 ) -> int:

@@ -38,10 +38,11 @@ class App:
 
         return connect(self.settings, autocommit=autocommit)
 
-    def tenant_id(self, conn: Connection) -> UUID:
+    def tenant_id(self, conn: Connection, *, create: bool = False) -> UUID:
+        """The configured tenant; only commands that write pass `create` (reads never create one)."""
         from dispara.tenants import tenant_id
 
-        return tenant_id(conn, self.settings.tenant)
+        return tenant_id(conn, self.settings.tenant, create=create)
 
     def campaign_id(self, conn: Connection, ref: str) -> UUID:
         """The tenant's campaign an operator names by id, id prefix or name."""

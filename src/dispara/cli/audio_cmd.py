@@ -131,7 +131,7 @@ def _submit(
     from dispara.audio.jobs import submit
 
     with app.connect() as conn:
-        tenant_id = app.tenant_id(conn)
+        tenant_id = app.tenant_id(conn, create=True)  # enqueueing writes: the tenant may be new
         job_id = submit(conn, tenant_id, app.settings, task_type, data, run_location=run_location)
         conn.commit()
     if not wait:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from dispara.cli.app import App, pass_app
+from dispara.cli.timefmt import local
 
 if TYPE_CHECKING:
     from dispara.campaigns.prepare import Report
@@ -28,10 +29,19 @@ def campaign() -> None:
 
 @campaign.command()
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--dry-run", is_flag=True, help="Check everything and preview 5 messages; write nothing.")
 @click.option(
-    "--limit", type=click.IntRange(min=1), metavar="N", help="Only the first N contacts (a test send)."
+    "--dry-run", is_flag=True, help="Check everything, show the plan and --preview messages; write nothing."
 )
+@click.option(
+    "--preview", type=click.IntRange(min=0), default=5, show_default=True, metavar="N",
+    help="How many rendered messages to show.",
+)  # fmt: skip
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Only the first N contacts.")
+@click.option(
+    "--test-to", "test_to", multiple=True, metavar="NUMBER[,NUMBER]",
+    help="Send the first contacts' messages to these numbers instead (a new campaign marked test).",
+)  # fmt: skip
+@click.option("--now", "start_now", is_flag=True, help="Start at once, even if schedule.at is in the past.")
 @click.option(
     "--new", "force_new", is_flag=True, help="Create a new campaign even if this one was sent before."
 )
@@ -45,7 +55,10 @@ def send(
     app: App,
     file: Path,
     dry_run: bool,
+    preview: int,
     limit: int | None,
+    test_to: tuple[str, ...],
+    start_now: bool,
     force_new: bool,
     yes: bool,
     as_json: bool,
@@ -58,27 +71,30 @@ def send(
 
     \b
     Example:
-      dispara campaign send campaigns/black-friday.yaml --dry-run
-      dispara campaign send campaigns/black-friday.yaml --limit 5 --new
+      dispara campaign send campaigns/black-friday.yaml --dry-run --preview 10
+      dispara campaign send campaigns/black-friday.yaml --test-to 5511999990001
       dispara campaign send campaigns/black-friday.yaml --yes --watch
     """
     from dispara.campaigns.send import Declined, send_campaign
 
-    def confirm(report: Report) -> bool:
+    def confirm(outcome: SendOutcome) -> bool:
         if yes:
             return True
         if not sys.stdin.isatty():
             from dispara.errors import InputError
 
-            raise InputError(f"{file}: {report.messages:,} messages to create: pass --yes to confirm")
-        _print_report(report, err=True)
-        return click.confirm(f"Create {report.messages:,} messages?", err=True)
+            raise InputError(f"{file}: {outcome.report.messages:,} messages to create: pass --yes to confirm")
+        _print_report(outcome.report, err=True)
+        _print_plan(outcome, err=True)
+        return click.confirm(f"Create {outcome.report.messages:,} messages?", err=True)
 
     with app.connect() as conn:
+        tenant = app.tenant_id(conn, create=not dry_run)
         try:
             outcome = send_campaign(
-                conn, app.tenant_id(conn), file, dry_run=dry_run, limit=limit, new=force_new, confirm=confirm
-            )
+                conn, tenant, file, dry_run=dry_run, limit=limit, new=force_new, confirm=confirm,
+                preview=preview, start_now=start_now, test_to=test_to,
+            )  # fmt: skip
         except Declined:
             raise click.Abort from None
     if as_json:
@@ -109,22 +125,57 @@ def _print_report(report: Report, *, err: bool = False) -> None:
         click.echo(f"    {count:>6,} x {reason}", err=err)
 
 
+def _print_plan(outcome: SendOutcome, *, err: bool = False) -> None:
+    """Schedule, window, cap and the estimate from the pacing."""
+    from dispara.cli.timefmt import duration
+
+    c = outcome.campaign
+    zone = outcome.window.tz if outcome.window else None
+    start = f"at {local(outcome.scheduled_for, zone)}" if outcome.scheduled_for else "at once"
+    click.echo(f"  {'starts':<11}{start}", err=err)
+    click.echo(f"  {'window':<11}{outcome.window.describe() if outcome.window else 'any hour'}", err=err)
+    cap = c.schedule.daily_cap if c.schedule and not outcome.test_to else None
+    click.echo(f"  {'daily cap':<11}{f'{cap:,} per instance' if cap else 'none'}", err=err)
+    click.echo(
+        f"  {'pacing':<11}{len(c.instances)} instance(s), {c.delay.min:g}-{c.delay.max:g} s between "
+        "two messages of one instance",
+        err=err,
+    )
+    if outcome.estimate is not None and outcome.report.messages:
+        e = outcome.estimate
+        days = f" over {e.days} days" if e.days > 1 else ""
+        click.echo(
+            f"  {'estimate':<11}about {duration(e.duration.total_seconds())} of sending{days}, "
+            f"last message around {local(e.finish, zone)}",
+            err=err,
+        )
+
+
 def _print_outcome(outcome: SendOutcome, *, evolution: bool) -> None:
     c = outcome.campaign
     if outcome.record is not None and not outcome.created:
         r = outcome.record
         click.echo(
-            f"campaign already exists: {r.name} ({r.id}) created {r.created_at:%Y-%m-%d %H:%M}, "
+            f"campaign already exists: {r.name} ({r.id}) created {local(r.created_at)}, "
             f"status {r.status}, {r.sent_count:,} sent + {r.failed_count:,} failed of {r.total_messages:,}"
         )
         click.echo("nothing written; use --new to create another campaign from this file")
         return
     click.echo(f"{c.source}: {c.name}")
+    for note in outcome.notes:
+        click.echo(f"  note: {note}")
     _print_report(outcome.report)
+    _print_plan(outcome)
     if outcome.rejected_path:
         click.echo(f"  refused rows and reasons: {outcome.rejected_path}")
     if outcome.dry_run:
-        click.echo("dry run: nothing written. First messages:")
+        if outcome.existing is not None:
+            r = outcome.existing
+            click.echo(
+                f"note: this file was already sent as campaign {r.id.hex[:8]} ({r.status}): a real send "
+                "would only show it (use --new for another campaign)"
+            )
+        click.echo("dry run: nothing written" + (". First messages:" if outcome.preview else ""))
         for m in outcome.preview:
             body = (
                 m.content
@@ -136,11 +187,12 @@ def _print_outcome(outcome: SendOutcome, *, evolution: bool) -> None:
     assert outcome.record is not None
     r = outcome.record
     when = (
-        f"scheduled for {outcome.scheduled_for:%Y-%m-%d %H:%M %Z}"
+        f"scheduled for {local(outcome.scheduled_for, outcome.window.tz if outcome.window else None)}"
         if outcome.scheduled_for
         else "ready to send"
     )
-    click.echo(f"created campaign {r.id}: {r.total_messages:,} messages queued, {when}")
+    kind = f"test campaign (to {', '.join(outcome.test_to)})" if outcome.test_to else "campaign"
+    click.echo(f"created {kind} {r.id}: {r.total_messages:,} messages queued, {when}")
     click.echo(f"next: `dispara worker` sends them; `dispara status {r.id.hex[:8]}` shows progress")
     if not evolution:
         click.echo(
@@ -168,6 +220,17 @@ def _as_json(outcome: SendOutcome) -> dict[str, Any]:
             "created_at": record.created_at.isoformat(),
         },
         "scheduled_for": outcome.scheduled_for.isoformat() if outcome.scheduled_for else None,
+        "estimate": None
+        if outcome.estimate is None
+        else {
+            "start": outcome.estimate.start.isoformat(),
+            "finish": outcome.estimate.finish.isoformat(),
+            "seconds": round(outcome.estimate.duration.total_seconds()),
+            "days": outcome.estimate.days,
+        },
+        "test_to": list(outcome.test_to),
+        "notes": outcome.notes,
+        "already_sent_as": str(outcome.existing.id) if outcome.existing else None,
         "report": {label.replace(" ", "_"): value for label, value in _report_rows(report)},
         "reasons": dict(report.reasons),
         "rejected_file": str(outcome.rejected_path) if outcome.rejected_path else None,
@@ -206,10 +269,10 @@ def list_(app: App, status: str | None, limit: int, as_json: bool) -> None:
     if not rows:
         click.echo(f"no campaigns in tenant {app.settings.tenant}")
         return
-    click.echo(f"{'id':<8}  {'created':<16}  {'status':<10}  {'sent':>9}  {'failed':>7}  {'total':>9}  name")
+    click.echo(f"{'id':<8}  {'created':<23}  {'status':<10}  {'sent':>9}  {'failed':>7}  {'total':>9}  name")
     for r in rows:
         click.echo(
-            f"{r.id.hex[:8]}  {r.created_at.astimezone():%Y-%m-%d %H:%M}  {r.status:<10}  "
+            f"{r.id.hex[:8]}  {local(r.created_at):<23}  {r.status:<10}  "
             f"{r.sent:>9,}  {r.failed:>7,}  {r.total:>9,}  {r.name}"
         )
 
@@ -220,15 +283,24 @@ def list_(app: App, status: str | None, limit: int, as_json: bool) -> None:
 @click.option(
     "-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="FILE.csv, .json or .jsonl."
 )
+@click.option(
+    "--columns",
+    metavar="A,B,...",
+    help="Only these columns, in this order (default: contact's, then message's).",
+)
 @pass_app
-def export_(app: App, campaign_ref: str, status: str | None, output: Path | None) -> None:
-    """Export the per-message log (phone, instance, status, times, Evolution key, error), streamed.
+def export_(
+    app: App, campaign_ref: str, status: str | None, output: Path | None, columns: str | None
+) -> None:
+    """Export each message with its contact's columns, phone, status, error and times, streamed.
 
-    CSV to stdout without -o; the format follows the file's extension otherwise.
+    CSV to stdout without -o; the format follows the file's extension otherwise. CSV files start with
+    a BOM, so that Excel shows accents.
 
     \b
     Example:
       dispara campaign export black-friday --status failed -o failed.csv
+      dispara campaign export black-friday --columns nome,phone,status,error
     """
     from dispara.campaigns.export import export
     from dispara.errors import InputError
@@ -236,15 +308,17 @@ def export_(app: App, campaign_ref: str, status: str | None, output: Path | None
     fmt = output.suffix.lower().lstrip(".") if output else "csv"
     if fmt not in {"csv", "json", "jsonl"}:
         raise InputError(f"{output}: the export format follows the extension: .csv, .json or .jsonl")
+    chosen = [name.strip() for name in columns.split(",") if name.strip()] if columns else None
     with app.connect() as conn:
         campaign_id = app.campaign_id(conn, campaign_ref)
         if output is None:
-            export(conn, campaign_id, sys.stdout, fmt=fmt, status=status)
+            export(conn, campaign_id, sys.stdout, fmt=fmt, status=status, columns=chosen)
             return
         partial = output.with_name(f".{output.name}.partial")
+        encoding = "utf-8-sig" if fmt == "csv" else "utf-8"
         try:
-            with partial.open("w", encoding="utf-8", newline="") as out:
-                count = export(conn, campaign_id, out, fmt=fmt, status=status)
+            with partial.open("w", encoding=encoding, newline="") as out:
+                count = export(conn, campaign_id, out, fmt=fmt, status=status, columns=chosen)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
@@ -267,7 +341,9 @@ def pause(app: App, campaign_ref: str) -> None:
     with app.connect() as conn:
         campaign_id = app.campaign_id(conn, campaign_ref)
         status = control.pause(conn, campaign_id)
-    click.echo(f"campaign {campaign_id} {status}")
+    click.echo(
+        f"campaign {campaign_id} {status}" if status.changed else f"campaign {campaign_id} is already paused"
+    )
 
 
 @campaign.command()
@@ -285,7 +361,11 @@ def resume(app: App, campaign_ref: str) -> None:
     with app.connect() as conn:
         campaign_id = app.campaign_id(conn, campaign_ref)
         status = control.resume(conn, campaign_id)
-    click.echo(f"campaign {campaign_id} {status}")
+    click.echo(
+        f"campaign {campaign_id} {status}"
+        if status.changed
+        else f"campaign {campaign_id} is not paused ({status}): nothing to resume"
+    )
 
 
 @campaign.command()
@@ -312,6 +392,30 @@ def cancel(app: App, campaign_ref: str, yes: bool) -> None:
     click.echo(
         f"campaign {campaign_id} cancelled: {done.messages:,} messages cancelled, {done.jobs:,} jobs removed"
     )
+
+
+@campaign.command()
+@click.argument("campaign_ref", metavar="CAMPAIGN")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def delete(app: App, campaign_ref: str, yes: bool) -> None:
+    """Delete a campaign with its messages and jobs; refused while it is sending (cancel or pause it first).
+
+    \b
+    Example:
+      dispara campaign delete black-friday --yes
+    """
+    from dispara.campaigns import control
+    from dispara.errors import InputError
+
+    with app.connect() as conn:
+        campaign_id = app.campaign_id(conn, campaign_ref)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise InputError(f"deleting campaign {campaign_id} cannot be undone: pass --yes to confirm")
+            click.confirm(f"Delete campaign {campaign_id} and its messages?", abort=True, err=True)
+        done = control.delete(conn, campaign_id)
+    click.echo(f"campaign {campaign_id} deleted with {done.messages:,} messages and {done.jobs:,} jobs")
 
 
 @campaign.command()

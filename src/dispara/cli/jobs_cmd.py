@@ -14,9 +14,9 @@ _STATUSES = ["pending", "processing", "completed", "failed", "cancelled"]
 def _when(value: object) -> str:
     from datetime import datetime
 
-    if isinstance(value, datetime):
-        return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-    return "-"
+    from dispara.cli.timefmt import local
+
+    return local(value) if isinstance(value, datetime) else "-"
 
 
 def _short(text: str | None, width: int) -> str:

@@ -60,7 +60,7 @@ def add(app: App, numbers: tuple[str, ...], reason: str | None, country: str) ->
     with app.connect() as conn:
         try:
             result = optouts.add(
-                conn, app.tenant_id(conn), list(numbers), reason=reason, country=country.upper()
+                conn, app.tenant_id(conn, create=True), list(numbers), reason=reason, country=country.upper()
             )
         except optouts.InvalidNumbersError as exc:
             _report_invalid(exc)
@@ -166,7 +166,7 @@ def import_(app: App, file: Path, reason: str | None, phone_column: str | None, 
     with app.connect() as conn:
         report = optouts.import_csv(
             conn,
-            app.tenant_id(conn),
+            app.tenant_id(conn, create=True),
             file,
             reason=reason,
             country=country.upper(),

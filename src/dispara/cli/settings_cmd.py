@@ -31,7 +31,7 @@ def set_(app: App, key: str, value: str) -> None:
     from dispara import tenant_settings
 
     with app.connect() as conn:
-        tenant_settings.set_value(conn, app.tenant_id(conn), key, value)
+        tenant_settings.set_value(conn, app.tenant_id(conn, create=True), key, value)
     click.echo(f"{key} set for tenant {app.settings.tenant}")
 
 

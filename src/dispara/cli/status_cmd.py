@@ -6,10 +6,13 @@ import json
 import sys
 from datetime import datetime
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import click
 
 from dispara.cli.app import App, pass_app
+from dispara.cli.timefmt import duration, local
+from dispara.errors import ExitCode
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -49,7 +52,7 @@ def status(app: App, campaign_ref: str, as_json: bool) -> None:
               help="Seconds between polls when no progress notification arrives.")  # fmt: skip
 @pass_app
 def watch(app: App, campaign_ref: str, interval: float) -> None:
-    """Follow a campaign live until it completes (exit 0; 1 if any message failed) or Ctrl-C (130).
+    """Follow a campaign live until it completes (exit 0; 7 if any message failed) or Ctrl-C (130).
 
     Redraws on progress notifications from the workers, polling as a fallback. Without a terminal it
     prints one line per change instead.
@@ -77,7 +80,7 @@ def follow(app: App, campaign_ref: str, *, interval: float = 2.0) -> int:
                 click.echo(line(snap))
                 final = snap
     assert final is not None
-    return 1 if final.counts["failed"] else 0
+    return int(ExitCode.FAILED_MESSAGES if final.counts["failed"] else ExitCode.OK)
 
 
 def _follow_live(app: App, tenant: object, campaign_id: object, interval: float) -> Snapshot:
@@ -107,28 +110,27 @@ def _follow_live(app: App, tenant: object, campaign_id: object, interval: float)
 
 def line(snap: Snapshot) -> str:
     """One line per change, for logs and pipes."""
-    eta = _duration(snap.eta_seconds) if snap.eta_seconds is not None else "-"
+    stalled = _stalled(snap)
+    eta = "none (nothing is sending)" if stalled else duration(snap.eta_seconds)
     return (
-        f"{snap.now:%Y-%m-%dT%H:%M:%S} {snap.name}: {snap.status} {snap.done}/{snap.total} "
+        f"{snap.now.astimezone(ZoneInfo(snap.zone)).isoformat(timespec='seconds')} {snap.name}: "
+        f"{snap.status} {snap.done}/{snap.total} "
         f"({snap.percent:.1f}%) sent {snap.counts['sent']} failed {snap.counts['failed']} "
         f"pending {snap.counts['queued'] + snap.counts['sending'] + snap.counts['pending']} "
         f"rate {snap.rate_per_min:.0f}/min eta {eta}"
     )
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    total = round(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
-def _clock(value: datetime | None) -> str:
-    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+def _stalled(snap: Snapshot) -> str | None:
+    """The plain sentence for "nothing is sending", or None while something is."""
+    if snap.stalled_since is None:
+        return None
+    zone = ZoneInfo(snap.zone)
+    last = f"last send {local(snap.last_sent_at, zone)}" if snap.last_sent_at else "nothing sent yet"
+    return (
+        f"nothing is sending: {snap.due:,} messages due and no worker has taken one since "
+        f"{local(snap.stalled_since, zone)} ({last}); start `dispara worker` or cron `dispara redrive`"
+    )
 
 
 def _disagreement(snap: Snapshot) -> str:
@@ -145,6 +147,11 @@ def render(snap: Snapshot, failures: list[tuple[str, str, str, datetime]]) -> Re
     from rich.text import Text
 
     c = snap.counts
+    zone = ZoneInfo(snap.zone)
+
+    def _clock(value: datetime | None) -> str:
+        return local(value, zone)
+
     reason = f" ({snap.status_reason})" if snap.status_reason else ""
     head = Text.assemble((snap.name, "bold"), f"  {snap.id}  ", (snap.status, "bold cyan"), reason)
     times = Text(
@@ -167,16 +174,20 @@ def render(snap: Snapshot, failures: list[tuple[str, str, str, datetime]]) -> Re
     rates = Text(
         f"rate {snap.rate_per_min:.0f}/min (last minute)"
         + (f", {since:.1f}/min since start" if since is not None else "")
-        + f"; ETA {_duration(snap.eta_seconds)}"
+        + f"; ETA {duration(snap.eta_seconds)}"
     )
     parts: list[RenderableType] = [head, times, bar, counts, rates]
+    stalled = _stalled(snap)
+    if stalled:
+        parts.append(Text(stalled, style="bold yellow"))
     if snap.instances:
         table = Table(
             "instance", "sent", "failed", "pending", "next send", "paused", box=None, pad_edge=False
         )
         for i in snap.instances:
             paused = f"until {_clock(i.paused_until)}: {i.pause_reason}" if i.paused else "-"
-            table.add_row(i.name, str(i.sent), str(i.failed), str(i.pending), _clock(i.next_send_at), paused)
+            next_send = "-" if snap.finished or not i.pending else _clock(i.next_send_at)
+            table.add_row(i.name, str(i.sent), str(i.failed), str(i.pending), next_send, paused)
         parts.append(table)
     if snap.errors:
         errors = Table("count", "top errors", box=None, pad_edge=False)

@@ -5,13 +5,20 @@ The embedded database migrates itself; an external one must be migrated on purpo
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from dispara.config import Settings, mask_dsn
 from dispara.db import Connection, embedded, migrate
-from dispara.errors import DatabaseError, SchemaBehindError
+from dispara.errors import ConfigError, DatabaseError, SchemaBehindError
+
+CONNECT_TIMEOUT_S = 10
+_SERVER_PREFIX = re.compile(
+    r"^(?:connection (?:failed|is bad): )?(?:connection to server (?:at|on) .*? failed: )?"
+)
 
 _ready: set[str] = set()  # DSNs whose schema this process has already checked
 
@@ -29,16 +36,43 @@ class Database:
 def locate(settings: Settings) -> Database:
     """The database these settings point at, starting the embedded one when needed."""
     if settings.database_url:
+        check_url(settings.database_url)
         return Database(settings.database_url, embedded=False)
     return Database(embedded.ensure_running(settings.data_dir), embedded=True)
 
 
+def check_url(dsn: str) -> None:
+    """Refuse a DATABASE_URL that is not a PostgreSQL connection string, before trying to connect."""
+    example = "postgresql://user:password@host:5432/database"
+    shown = mask_dsn(dsn)
+    if "://" in dsn and dsn.split("://", 1)[0].lower() not in ("postgresql", "postgres"):
+        raise ConfigError(f"DATABASE_URL {shown}: not a PostgreSQL URL (expected {example})")
+    try:
+        # Parsing errors quote the string, password included: none of their text is shown.
+        options = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        raise ConfigError(f"DATABASE_URL {shown}: malformed (expected {example})") from None
+    port = str(options.get("port") or "5432")
+    if not all(part.isdigit() and 0 < int(part) < 65536 for part in port.split(",")):
+        raise ConfigError(f"DATABASE_URL {shown}: port {port!r} is not a port number (expected {example})")
+
+
+def _reason(exc: Exception) -> str:
+    """The server's or libpq's one-line reason, without the host prefix libpq repeats."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    fatal = next((line for line in lines if "FATAL" in line), lines[0])
+    return _SERVER_PREFIX.sub("", fatal).replace("FATAL:  ", "").strip()
+
+
 def open_connection(db: Database, *, autocommit: bool = False) -> Connection:
     try:
-        return psycopg.connect(db.dsn, autocommit=autocommit, application_name="dispara")
+        return psycopg.connect(
+            db.dsn, autocommit=autocommit, application_name="dispara", connect_timeout=CONNECT_TIMEOUT_S
+        )
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise DatabaseError(f"cannot connect to the database {db.shown}: {reason}") from exc
+        raise DatabaseError(f"cannot connect to the database {db.shown}: {_reason(exc)}") from exc
 
 
 def ensure_schema(db: Database, conn: Connection) -> None:

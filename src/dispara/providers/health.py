@@ -2,7 +2,7 @@
 
 Each `check_*` returns a one-line description on success and raises `CheckFailed` (a `ServiceError`) whose
 `hint` tells the operator what to fix. The reply parsers (`elevenlabs_error`, `groq_error`, `storage_error`)
-and `storage_headers` are meant for the real clients too (contracts/audio_storage.md).
+and `storage_headers` are meant for the real clients too (docs/providers.md).
 
 No function here puts a secret in a message: keys only travel in request headers.
 """
@@ -207,7 +207,7 @@ def check_evolution_instance(sender: Sender, instance: str) -> str:
     )
 
 
-# ---- QStash (contracts/qstash.md) ----------------------------------------------------------------------
+# ---- QStash (docs/providers.md) -----------------------------------------------------------------------
 
 
 def check_qstash(url: str, token: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> str:
@@ -238,7 +238,7 @@ def check_qstash(url: str, token: str, *, timeout: float = DEFAULT_TIMEOUT_S) ->
     raise CheckFailed(f"QStash answered HTTP {status}: {text}", status=status, transient=status >= 500)
 
 
-# ---- ElevenLabs (contracts/audio_storage.md §A) --------------------------------------------------------
+# ---- ElevenLabs (docs/providers.md) -------------------------------------------------------------------
 
 
 def elevenlabs_error(response: httpx.Response) -> tuple[str | None, str]:
@@ -320,7 +320,7 @@ def check_elevenlabs(
     raise CheckFailed(f"ElevenLabs answered HTTP {status}: {message}", status=status, transient=status >= 500)
 
 
-# ---- Groq (contracts/audio_storage.md §B) --------------------------------------------------------------
+# ---- Groq (docs/providers.md) -------------------------------------------------------------------------
 
 
 def groq_error(response: httpx.Response) -> tuple[str | None, str]:
@@ -379,7 +379,7 @@ def check_groq(
     return "API key accepted"
 
 
-# ---- Supabase Storage (contracts/audio_storage.md §C) ---------------------------------------------------
+# ---- Supabase Storage (docs/providers.md) -------------------------------------------------------------
 
 
 def is_jwt(key: str) -> bool:

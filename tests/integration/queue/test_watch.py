@@ -57,7 +57,7 @@ def test_watch_prints_a_line_per_change_and_exits_0_on_completion(
     assert " completed 20/20 (100.0%) sent 20 failed 0 " in last
 
 
-def test_watch_exits_1_when_messages_failed(
+def test_watch_exits_7_when_messages_failed(
     conn: Conn,
     db_dsn: str,
     tmp_path: Path,
@@ -71,7 +71,7 @@ def test_watch_exits_1_when_messages_failed(
     first_line(proc)
     start_worker(make_settings(db_dsn, tmp_path / "data", evolution_url=stub.url), once=True).join()
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 1
+    assert proc.returncode == 7  # ExitCode.FAILED_MESSAGES
     assert "sent 3 failed 1" in out.strip().splitlines()[-1]
 
 

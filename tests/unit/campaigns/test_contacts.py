@@ -97,21 +97,24 @@ def test_missing_phone_column_lists_what_was_found_and_sought(tmp_path: Path) ->
     path = tmp_path / "c.csv"
     path.write_text("nome,email\nAna,a@x.io\n", encoding="utf-8")
     assert error_of(path) == (
-        f"{path}: no phone column (columns: nome, email; looked for whatsapp, celular, telefone, phone, "
-        "fone, tel, numero); name it with columns.phone in the campaign file"
+        f"{path}: no phone column (columns: nome, email; none reads as a phone, WhatsApp or mobile column); "
+        "name it with columns.phone in the campaign file"
     )
 
 
-def test_several_phone_columns_need_a_choice(tmp_path: Path) -> None:
+def test_of_two_phone_columns_the_mobile_one_is_taken_and_the_choice_is_said(tmp_path: Path) -> None:
     path = tmp_path / "c.csv"
-    path.write_text("nome,Telefone,Celular\nAna,1133334444,11999990001\n", encoding="utf-8")
-    assert error_of(path) == (
-        f"{path}: several phone columns (Telefone, Celular); "
-        "choose one with columns.phone in the campaign file"
-    )
+    path.write_text("nome,Celular,Telefone\nAna,1133334444,11999990001\nBia,,11988880002\n", encoding="utf-8")
+    reader, rows = read(path)
+    assert reader.phone_field == "telefone"  # its values are mobiles, whatever the headers say
+    assert reader.notes == [
+        "phone column: 'Telefone' (also plausible: 'Celular'); "
+        "choose another with columns.phone in the campaign file"
+    ]
     reader, rows = read(path, phone_column="CELULAR")
     assert reader.phone_field == "celular"
-    assert rows[0][1]["celular"] == "11999990001"
+    assert reader.notes == []
+    assert rows[0][1]["celular"] == "1133334444"
 
 
 def test_columns_phone_not_in_header(tmp_path: Path) -> None:
@@ -228,15 +231,36 @@ def test_delimiter_ties_are_broken_by_the_rows(tmp_path: Path) -> None:
         assert reader.delimiter == ","
 
 
-def test_undecodable_bytes_after_a_utf8_start(tmp_path: Path) -> None:
+def test_cp1252_lines_after_a_utf8_start_are_decoded_line_by_line(tmp_path: Path) -> None:
     path = tmp_path / "c.csv"
     filler = "".join(f"Zé {i},1199999{i:04d}\n" for i in range(SAMPLE_BYTES // 10))
     path.write_bytes(("nome,telefone\n" + filler).encode() + "Conceição,11999990001\n".encode("cp1252"))
-    lines = filler.count("\n") + 2
-    assert error_of(path) == (
-        f"{path}: line {lines}: bytes that are not UTF-8, although the file starts as UTF-8; "
-        "save it again as UTF-8"
+    with ContactReader(path) as reader:
+        rows = list(reader)
+    assert rows[0].contact["nome"] == "Zé 0"
+    assert rows[-1].contact["nome"] == "Conceição"
+    assert reader.mixed_lines == 1
+
+
+def test_utf8_lines_in_a_cp1252_file_do_not_turn_to_mojibake(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_bytes(
+        "nome;telefone\r\nJoão;11999990001\r\n".encode("cp1252")
+        + "Conceição;11999990002\r\n".encode()
+        + "Mônica;11999990003\r\n".encode("cp1252")
     )
+    with ContactReader(path) as reader:
+        names = [row.contact["nome"] for row in reader]
+    assert reader.encoding == "cp1252"
+    assert names == ["João", "Conceição", "Mônica"]
+    assert reader.mixed_lines == 1
+
+
+def test_mixed_line_endings_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_bytes(b"nome,telefone\r\nAna,11999990001\rBia,11999990002\nCid,11999990003\r\n")
+    _, rows = read(path)
+    assert [(line, c["nome"]) for line, c in rows] == [(2, "Ana"), (3, "Bia"), (4, "Cid")]
 
 
 def test_an_ascii_start_falls_back_to_cp1252(tmp_path: Path) -> None:
@@ -264,7 +288,19 @@ def test_unreadable_inputs(tmp_path: Path) -> None:
 def test_unclosed_quote_is_reported_with_its_line(tmp_path: Path) -> None:
     path = tmp_path / "c.csv"
     path.write_text('nome,telefone\nAna,11999990001\n"Bia,11999990002\n', encoding="utf-8")
-    assert error_of(path, display="contatos.csv") == "contatos.csv: line 3: unexpected end of data"
+    assert error_of(path, display="contatos.csv") == (
+        'contatos.csv: line 3: a quote (") opened here is never closed'
+    )
+    path.write_text('nome,telefone\n"Ana,11999990001\nBia,11999990002\nCid,11999990003\n', encoding="utf-8")
+    assert error_of(path, display="c.csv") == 'c.csv: line 2: a quote (") opened here is never closed'
+
+
+def test_stray_quote_inside_a_value_is_explained(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text('nome,telefone\nAna,11999990001\n"Bia" Souza,11999990002\n', encoding="utf-8")
+    assert error_of(path, display="c.csv") == (
+        'c.csv: line 3: a quote inside a value must be doubled ("") or the whole value quoted'
+    )
 
 
 def test_rows_keep_their_original_values_for_the_rejected_file(tmp_path: Path) -> None:
@@ -305,3 +341,56 @@ def test_rejected_file_of_an_earlier_run_goes_when_nothing_is_rejected(tmp_path:
     with RejectedWriter(tmp_path / "contacts.csv"):
         pass
     assert not stale.exists()
+
+
+@pytest.mark.parametrize(
+    ("header", "phone_header"),
+    [
+        # Google Contacts
+        ("Name,Given Name,Phone 1 - Type,Phone 1 - Value,E-mail 1 - Value", "Phone 1 - Value"),
+        # Outlook
+        ("First Name,Last Name,Business Fax,Home Phone,Mobile Phone", "Mobile Phone"),
+        # WhatsApp Business and CRM exports
+        ("Contact Name,WhatsApp Number,Label", "WhatsApp Number"),
+        ("id;Cliente;Telefone (WhatsApp);Cidade", "Telefone (WhatsApp)"),
+        ("Nome;WhatsApp do cliente;Observação", "WhatsApp do cliente"),
+        ("Nome;Nº do Celular;CEP", "Nº do Celular"),
+        ("Nome;Tel. Cel.;Ramal", "Tel. Cel."),
+        ("Nome;Fone 1;Fone 2", "Fone 1"),
+        ("NOME;TELEFONE1;E-MAIL", "TELEFONE1"),
+        ("Nome;Número;Rua", "Número"),
+        ("Nome;Cel;Tipo de telefone", "Cel"),
+        ("Nome;Zap;Email", "Zap"),
+    ],
+)
+def test_phone_column_found_by_meaning(tmp_path: Path, header: str, phone_header: str) -> None:
+    path = tmp_path / "c.csv"
+    delimiter = ";" if ";" in header else ","
+    width = len(header.split(delimiter))
+    cells = ["x"] * width
+    cells[header.split(delimiter).index(phone_header)] = "11999990001"
+    path.write_text(f"{header}\n{delimiter.join(cells)}\n", encoding="utf-8")
+    reader, _ = read(path)
+    assert reader.header[reader.fields.index(reader.phone_field)] == phone_header
+
+
+def test_numbered_phone_columns_prefer_the_one_holding_mobiles(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text(
+        "Nome;Telefone 1;Telefone 2\nAna;1133334444;11999990001\nBia;;11988880002\n", encoding="utf-8"
+    )
+    reader, _ = read(path)
+    assert reader.phone_field == "telefone_2"
+    assert "also plausible: 'Telefone 1'" in reader.notes[0]
+
+
+def test_separate_ddd_column_is_detected_or_named(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text("Nome;DDD;Celular\nAna;11;99999-0001\n", encoding="utf-8")
+    reader, _ = read(path)
+    assert (reader.phone_field, reader.ddd_field) == ("celular", "ddd")
+    assert reader.notes == ["area code (DDD) column: 'DDD', joined to phones written without one"]
+    path.write_text("Nome;Cod;Celular\nAna;11;99999-0001\n", encoding="utf-8")
+    reader, _ = read(path, ddd_column="cod")
+    assert reader.ddd_field == "cod"
+    assert "columns.ddd is not in the header" in error_of(path, ddd_column="Prefixo")

@@ -8,7 +8,7 @@ import random
 import phonenumbers
 import pytest
 
-from dispara.campaigns.phones import PhoneError, _fast_br, _parse, _undo_excel, normalize_phone
+from dispara.campaigns.phones import PhoneError, _fast_br, _parse, _undo_excel, normalize_phone, pick_phone
 
 
 @pytest.mark.parametrize(
@@ -156,3 +156,66 @@ def test_clean_brazilian_numbers_never_reach_phonenumbers(monkeypatch: pytest.Mo
     for area in AREA_CODES:
         assert normalize_phone(f"+55 ({area}) 98765-4321") == f"55{area}987654321"
         assert normalize_phone(f"{area} 3456-7890") == f"55{area}34567890"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "(0xx11) 99999-0001",
+        "0xx11 99999-0001",
+        "0XX11 99999-0001",
+        "0 11 99999-0001",
+        "0055 11 99999-0001",
+        "00 55 (11) 99999 0001",
+        "+55 (11) 99999-0001",
+        "0 21 11 99999-0001",  # trunk 0 + carrier 21
+        "015 11 99999-0001",  # carrier 15
+    ],
+)
+def test_brazilian_forms_are_the_numbers_they_are(raw: str) -> None:
+    assert normalize_phone(raw) == "5511999990001"
+
+
+def test_reasons_do_not_mislead() -> None:
+    with pytest.raises(PhoneError) as caught:
+        normalize_phone("0055 11 9999")
+    assert "US" not in caught.value.reason  # 0055 is Brazil's +55, never a US number
+    with pytest.raises(PhoneError) as caught:
+        normalize_phone("11 999-0001")  # area code 11 and a 7-digit local part
+    assert caught.value.reason == "invalid number for BR (only 7 digits after area code 11)"
+    assert caught.value.text("pt-BR") == "número inválido para BR (só 7 dígitos depois do DDD 11)"
+    with pytest.raises(PhoneError) as caught:
+        normalize_phone("11 8999-0001")
+    assert "leading 9" in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "ddd", "expected"),
+    [
+        ("+55 11 3333-4444 ::: +55 11 99999-0001", None, "5511999990001"),  # Google Contacts
+        ("11 3333-4444 / 11 99999-0001", None, "5511999990001"),
+        ("11 3333-4444", None, "551133334444"),
+        ("abc ; 11 3333-4444", None, "551133334444"),  # no mobile: the first valid number
+        ("99999-0001", "11", "5511999990001"),
+        ("99999-0001", "(021)", "5521999990001"),
+        ("(31) 99999-0001", "11", "5531999990001"),  # its own area code wins
+        ("3333-4444 ou 98888-0002", "41", "5541988880002"),
+    ],
+)
+def test_pick_phone_takes_the_first_mobile_and_joins_a_separate_ddd(
+    raw: str, ddd: str | None, expected: str
+) -> None:
+    assert pick_phone(raw, "BR", ddd) == expected
+
+
+def test_pick_phone_with_no_valid_number_gives_the_first_error() -> None:
+    with pytest.raises(PhoneError) as caught:
+        pick_phone("123 / abc")
+    assert caught.value.reason == "too short"
+
+
+def test_every_reason_exists_in_every_language() -> None:
+    from dispara.campaigns.reasons import LOCALES
+
+    keys = {locale: set(table) for locale, table in LOCALES.items()}
+    assert len({frozenset(k) for k in keys.values()}) == 1, keys

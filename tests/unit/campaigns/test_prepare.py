@@ -114,11 +114,11 @@ def test_counts_of_invalid_duplicate_and_opted_out_rows(write_campaign: WriteCam
     assert [m.contact["nome"] for m in messages[::2]] == ["Ana", "Duda completa"]
     assert report.reasons == Counter(
         {
-            "invalid phone: too short": 1,
-            "invalid phone: empty": 1,
-            'missing field "empresa"': 1,
-            "duplicate phone": 2,
-            "opted out": 1,
+            "telefone inválido: curto demais": 1,
+            "telefone inválido: vazio": 1,
+            'falta o campo "empresa"': 1,
+            "telefone repetido": 2,
+            "descadastrado (opt-out)": 1,
         }
     )
 
@@ -129,7 +129,7 @@ def test_a_missing_field_rejects_the_whole_contact(write_campaign: WriteCampaign
     )
     messages, report = run(write_campaign(yaml, "nome,empresa,telefone\nAna,,11999990001\n"))
     assert messages == []  # the first template renders, but the contact is not sent half its messages
-    assert report.reasons == Counter({'missing field "empresa"': 1})
+    assert report.reasons == Counter({'falta o campo "empresa"': 1})
 
 
 def test_optouts_may_be_a_callable(write_campaign: WriteCampaign) -> None:
@@ -174,11 +174,38 @@ def test_rejected_file_lists_refused_rows_with_line_and_reason(write_campaign: W
     rejected = Path("campaigns/contacts.rejected.csv").absolute()
     assert preparation.rejected_path == rejected
     assert rejected.read_bytes().decode("utf-8-sig").splitlines() == [
+        "Nome;Empresa;Telefone;linha;motivo",
+        "Bia;ACME;1234;3;telefone inválido: curto demais",
+        "Ana 2;ACME;11999990001;4;telefone repetido",
+        'Caio;;11999990002;5;"falta o campo ""empresa"""',
+    ]
+
+
+def test_rejected_file_is_in_english_when_the_campaign_locale_is_en(write_campaign: WriteCampaign) -> None:
+    csv = "Nome;Empresa;Telefone\nAna;ACME;11999990001\nBia;ACME;1234\nAna 2;ACME;11999990001\n"
+    path = write_campaign("locale: en\n" + TWO_TEMPLATES, csv)
+    campaign = load_campaign(path)
+    preparation = prepare(campaign, optouts=(), rejected=RejectedWriter(campaign.contacts))
+    list(preparation)
+    assert preparation.report.reasons == {"invalid phone: too short": 1, "duplicate phone": 1}
+    assert Path("campaigns/contacts.rejected.csv").read_bytes().decode("utf-8-sig").splitlines() == [
         "Nome;Empresa;Telefone;line;reason",
         "Bia;ACME;1234;3;invalid phone: too short",
         "Ana 2;ACME;11999990001;4;duplicate phone",
-        'Caio;;11999990002;5;"missing field ""empresa"""',
     ]
+
+
+def test_separate_ddd_column_and_cells_with_several_numbers(write_campaign: WriteCampaign) -> None:
+    csv = (
+        "Nome;Empresa;DDD;Celular\n"
+        "Ana;ACME;11;99999-0001\n"  # joined with its DDD
+        "Bia;ACME;11;(21) 99999-0002\n"  # has its own area code: the DDD column is not prepended
+        "Caio;ACME;;+55 31 3333-4444 ::: +55 31 99999-0003\n"  # Google Contacts: the mobile one
+        "Duda;ACME;41;3333-4444 / 98888-0004\n"
+    )
+    campaign = load_campaign(write_campaign(TWO_TEMPLATES, csv))
+    phones = [m.phone for m in prepare(campaign, optouts=())][::2]
+    assert phones == ["5511999990001", "5521999990002", "5531999990003", "5541988880004"]
 
 
 def test_nothing_rejected_means_no_rejected_file(write_campaign: WriteCampaign) -> None:
@@ -265,8 +292,8 @@ def test_the_shipped_example_runs_out_of_the_box(tmp_path: Path) -> None:
     assert campaign.instances == ("vendas-1", "vendas-2")
     assert len(messages) == 2 * 18
     assert [row.rsplit(",", 1)[-1] for row in report_rows] == [
-        '"missing field ""empresa"""',
-        "invalid phone: too short",
-        "duplicate phone",
+        '"falta o campo ""empresa"""',
+        "telefone inválido: curto demais",
+        "telefone repetido",
     ]
     assert messages[0].content == "Olá Ana Souza, bem-vindo à Padaria Pão Quente!"

@@ -7,7 +7,7 @@ LIMIT %(limit)s;
 
 -- name: campaign_export
 SELECT phone_number, instance_name, status, message_type, message_content, media_url, queued_at, sent_at,
-       evolution_key, error_message, retry_count, updated_at
+       evolution_key, error_message, retry_count, updated_at, contact
 FROM message_logs
 WHERE campaign_id = %(campaign_id)s AND (%(status)s::text IS NULL OR status = %(status)s)
 ORDER BY seq, id;
@@ -91,3 +91,20 @@ SELECT count(*) FROM requeued;
 -- Claimed jobs of the campaign that a live worker still holds (a lapsed lease is a dead worker's).
 SELECT count(*) FROM jobs
 WHERE campaign_id = %(campaign_id)s AND status = 'processing' AND locked_until > now();
+
+-- name: campaign_delete
+-- The foreign keys cascade too; deleting explicitly is what lets us count what went.
+WITH messages AS (DELETE FROM message_logs WHERE campaign_id = %(campaign_id)s RETURNING 1),
+     jobs AS (DELETE FROM jobs WHERE campaign_id = %(campaign_id)s RETURNING 1),
+     gone AS (DELETE FROM campaigns WHERE id = %(campaign_id)s RETURNING 1)
+SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM jobs), (SELECT count(*) FROM gone);
+
+-- name: campaign_status_for_update
+SELECT status FROM campaigns WHERE id = %(campaign_id)s FOR UPDATE;
+
+-- name: campaign_contact_fields
+-- The contacts' columns: as the file had them, else from the first message (jsonb sorts its keys).
+SELECT c.contact_fields,
+       (SELECT m.contact FROM message_logs m WHERE m.campaign_id = c.id ORDER BY m.seq LIMIT 1)
+FROM campaigns c
+WHERE c.id = %(campaign_id)s;

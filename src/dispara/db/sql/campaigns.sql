@@ -49,3 +49,6 @@ ON CONFLICT (tenant_id, name) DO NOTHING;
 
 -- name: optouts_all
 SELECT phone FROM optouts WHERE tenant_id = %(tenant_id)s;
+
+-- name: campaign_set_contact_details
+UPDATE campaigns SET test = %(test)s, contact_fields = %(fields)s WHERE id = %(campaign_id)s;

@@ -1,16 +1,28 @@
 -- name: campaign_resolve
--- A campaign named by id, unique id prefix, or name (the latest of that name wins).
+-- A campaign named by id, unique id prefix, the `id:` of its file, or name (the latest of that name wins).
 SELECT id, name, created_at, (id::text LIKE %(prefix)s) AS by_id
 FROM campaigns
-WHERE tenant_id = %(tenant_id)s AND (id::text LIKE %(prefix)s OR name = %(ref)s)
-ORDER BY by_id DESC, created_at DESC
+WHERE tenant_id = %(tenant_id)s
+  AND (id::text LIKE %(prefix)s OR idempotency_key = 'id:' || %(ref)s OR name = %(ref)s)
+ORDER BY by_id DESC, (idempotency_key = 'id:' || %(ref)s) DESC, created_at DESC
 LIMIT 20;
 
 -- name: campaign_snapshot
 SELECT id, name, status, transport, created_at, started_at, completed_at, total_messages, sent_count,
-       failed_count, status_reason, delay_min, delay_max, scheduled_for, now() AS now
+       failed_count, status_reason, delay_min, delay_max, scheduled_for, now() AS now,
+       document #>> '{schedule,window,timezone}' AS zone, daily_cap
 FROM campaigns
 WHERE id = %(campaign_id)s;
+
+-- name: campaign_activity
+-- Whether workers are taking the campaign's due jobs: the last claim, the last send, what is due now.
+SELECT (SELECT count(*) FROM jobs j
+        WHERE j.campaign_id = %(campaign_id)s AND j.status = 'pending' AND j.run_at <= now()) AS due,
+       (SELECT count(*) FROM jobs j WHERE j.campaign_id = %(campaign_id)s AND j.status = 'processing'),
+       (SELECT max(j.started_at) FROM jobs j WHERE j.campaign_id = %(campaign_id)s),
+       (SELECT min(j.run_at) FROM jobs j
+        WHERE j.campaign_id = %(campaign_id)s AND j.status = 'pending' AND j.run_at <= now()),
+       (SELECT max(m.sent_at) FROM message_logs m WHERE m.campaign_id = %(campaign_id)s);
 
 -- name: campaign_counts_by_instance
 SELECT instance_name, status, count(*)
@@ -33,7 +45,8 @@ GROUP BY instance_name;
 SELECT name,
        CASE WHEN isfinite(next_send_at) THEN next_send_at END,
        CASE WHEN paused_until > now() THEN paused_until END,
-       CASE WHEN paused_until > now() THEN pause_reason END
+       CASE WHEN paused_until > now() THEN pause_reason END,
+       CASE WHEN day = (now() AT TIME ZONE 'America/Sao_Paulo')::date THEN sent_today ELSE 0 END
 FROM instances
 WHERE tenant_id = %(tenant_id)s AND name = ANY(%(names)s);
 

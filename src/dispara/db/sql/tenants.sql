@@ -6,3 +6,9 @@ SELECT id FROM inserted
 UNION ALL
 SELECT id FROM tenants WHERE name = %(name)s
 LIMIT 1;
+
+-- name: tenant_find
+SELECT id FROM tenants WHERE name = %(name)s;
+
+-- name: tenant_names
+SELECT name FROM tenants ORDER BY name LIMIT 50;
