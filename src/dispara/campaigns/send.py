@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Protocol
 from uuid import UUID, uuid4
 
 from dispara.campaigns import store
@@ -40,6 +41,15 @@ class SendOutcome:
     dry_run: bool = False
     scheduled_for: datetime | None = None
     rejected_path: Path | None = None
+    published: Any = None  # what `publish` returned, for a QStash campaign
+
+
+class Publisher(Protocol):
+    """Hands a transport's campaign over once written (QStash); `check` refuses it before, naming `where`."""
+
+    def check(self, where: str) -> None: ...
+
+    def publish(self, conn: Connection, campaign_id: UUID) -> Any: ...
 
 
 def idempotency_key(campaign: Campaign, limit: int | None, *, new: bool) -> str:
@@ -83,7 +93,8 @@ def _new_campaign(campaign: Campaign, tenant_id: UUID, key: str, start: datetime
         name=campaign.name,
         target_audience=campaign.target_audience,
         creative=campaign.creative,
-        status="scheduled" if start else "processing",
+        # A QStash campaign runs once QStash holds all of it; its release times carry the schedule.
+        status="pending" if campaign.transport == "qstash" else "scheduled" if start else "processing",
         instances=list(campaign.instances),
         delay_min=campaign.delay.min,
         delay_max=campaign.delay.max,
@@ -105,13 +116,20 @@ def send_campaign(
     limit: int | None = None,
     new: bool = False,
     confirm: Callable[[Report], bool] = lambda report: True,
+    publish: Publisher | None = None,
 ) -> SendOutcome:
-    """Prepare the campaign at `path` and, unless dry_run, write it in one transaction."""
+    """Prepare the campaign at `path` and, unless dry_run, write it in one transaction.
+
+    A `transport: qstash` campaign needs `publish`: it is checked before anything is written, and called
+    with the new campaign's id once the transaction committed.
+    """
     campaign = load_campaign(path)
     if campaign.transport == "qstash":
-        raise InputError(
-            f"{campaign.source}: transport: qstash is not available in this version yet; use transport: jobs"
-        )
+        if publish is None:
+            raise InputError(
+                f"{campaign.source}: transport: qstash cannot be sent from here; use transport: jobs"
+            )
+        publish.check(campaign.source)
     key = idempotency_key(campaign, limit, new=new)
     if not dry_run and (existing := store.find_by_key(conn, tenant_id, key)):
         return SendOutcome(campaign, Report(), record=existing)
@@ -137,6 +155,8 @@ def send_campaign(
                 confirm=confirm,
             )
         outcome.rejected_path = prep.rejected_path
+    if publish is not None and campaign.transport == "qstash" and outcome.created and outcome.record:
+        outcome.published = publish.publish(conn, outcome.record.id)
     if dry_run and outcome.report.messages == 0:
         raise _nothing_to_send(campaign, outcome.report)
     return outcome
@@ -158,11 +178,21 @@ def _write(
         campaign_id = store.insert_campaign(conn, _new_campaign(campaign, tenant_id, key, start))
         if campaign_id is None:  # an identical send committed while we were preparing
             return store.find_by_key(conn, tenant_id, key), False
-        total = store.copy_messages(conn, tenant_id, campaign_id, messages)
+        queued = campaign.transport == "jobs"
+        total = store.copy_messages(conn, tenant_id, campaign_id, messages, queued=queued)
         if total == 0:
             raise _nothing_to_send(campaign, report)
         if total > CONFIRM_ABOVE and not confirm(report):
             raise Declined
+        if not queued:
+            store.finish_unqueued_campaign(
+                conn,
+                tenant_id=tenant_id,
+                campaign_id=campaign_id,
+                total=total,
+                instances=list(campaign.instances),
+            )
+            return store.find_by_key(conn, tenant_id, key), True
         store.finish_campaign(
             conn,
             tenant_id=tenant_id,

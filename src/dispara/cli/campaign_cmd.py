@@ -12,8 +12,11 @@ import click
 from dispara.cli.app import App, pass_app
 
 if TYPE_CHECKING:
+    from uuid import UUID
+
     from dispara.campaigns.prepare import Report
     from dispara.campaigns.send import SendOutcome
+    from dispara.transports.qstash import PublishReport
 
 
 @click.group()
@@ -63,6 +66,7 @@ def send(
       dispara campaign send campaigns/black-friday.yaml --yes --watch
     """
     from dispara.campaigns.send import Declined, send_campaign
+    from dispara.transports.qstash import CampaignPublisher
 
     def confirm(report: Report) -> bool:
         if yes:
@@ -77,7 +81,14 @@ def send(
     with app.connect() as conn:
         try:
             outcome = send_campaign(
-                conn, app.tenant_id(conn), file, dry_run=dry_run, limit=limit, new=force_new, confirm=confirm
+                conn,
+                app.tenant_id(conn),
+                file,
+                dry_run=dry_run,
+                limit=limit,
+                new=force_new,
+                confirm=confirm,
+                publish=CampaignPublisher(app.settings),
             )
         except Declined:
             raise click.Abort from None
@@ -140,12 +151,34 @@ def _print_outcome(outcome: SendOutcome, *, evolution: bool) -> None:
         if outcome.scheduled_for
         else "ready to send"
     )
+    if outcome.published is not None:
+        _print_published(r.id, outcome.published)
+        return
     click.echo(f"created campaign {r.id}: {r.total_messages:,} messages queued, {when}")
     click.echo(f"next: `dispara worker` sends them; `dispara status {r.id.hex[:8]}` shows progress")
     if not evolution:
         click.echo(
             "note: no EVOLUTION_API_URL set: the worker will write messages to the outbox file, not WhatsApp"
         )
+
+
+def _print_published(campaign_id: UUID, published: PublishReport) -> None:
+    finish = (
+        f", the last one released {published.finish_at.astimezone():%Y-%m-%d %H:%M %Z}"
+        if (published.finish_at)
+        else ""
+    )
+    click.echo(
+        f"created campaign {campaign_id}: {published.accepted:,} messages handed to QStash in "
+        f"{published.batches:,} batch(es){finish}"
+    )
+    if published.pending:
+        click.echo(
+            f"dispara: warning: {published.pending:,} messages not accepted by QStash "
+            f"({published.error or 'see the log'}): `dispara redrive` publishes them again",
+            err=True,
+        )
+    click.echo(f"next: `dispara serve` receives them; `dispara status {campaign_id.hex[:8]}` shows progress")
 
 
 def _as_json(outcome: SendOutcome) -> dict[str, Any]:
@@ -168,6 +201,7 @@ def _as_json(outcome: SendOutcome) -> dict[str, Any]:
             "created_at": record.created_at.isoformat(),
         },
         "scheduled_for": outcome.scheduled_for.isoformat() if outcome.scheduled_for else None,
+        "qstash": _published_json(outcome.published),
         "report": {label.replace(" ", "_"): value for label, value in _report_rows(report)},
         "reasons": dict(report.reasons),
         "rejected_file": str(outcome.rejected_path) if outcome.rejected_path else None,
@@ -175,6 +209,18 @@ def _as_json(outcome: SendOutcome) -> dict[str, Any]:
             {"phone": m.phone, "instance": m.instance, "type": m.message_type, "content": m.content}
             for m in outcome.preview
         ],
+    }
+
+
+def _published_json(published: PublishReport | None) -> dict[str, Any] | None:
+    if published is None:
+        return None
+    return {
+        "accepted": published.accepted,
+        "pending": published.pending,
+        "batches": published.batches,
+        "finish_at": published.finish_at.isoformat() if published.finish_at else None,
+        "error": published.error,
     }
 
 
@@ -281,11 +327,17 @@ def resume(app: App, campaign_ref: str) -> None:
       dispara campaign resume black-friday
     """
     from dispara.campaigns import control
+    from dispara.transports import qstash
 
     with app.connect() as conn:
         campaign_id = app.campaign_id(conn, campaign_ref)
         status = control.resume(conn, campaign_id)
+        published = qstash.resume(conn, app.settings, campaign_id)
     click.echo(f"campaign {campaign_id} {status}")
+    if published is not None and (published.accepted or published.pending):
+        click.echo(f"{published.accepted:,} held messages handed to QStash again")
+        if published.pending:
+            click.echo(f"dispara: warning: {published.pending:,} still pending: {published.error}", err=True)
 
 
 @campaign.command()

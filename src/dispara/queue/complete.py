@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -176,16 +176,7 @@ def apply_batch(
                 job_of = {o.job.message_id: o.job.id for o in result.applied}
                 for message_id, _campaign, status in conn.execute(q("queue_complete_messages"), messages):
                     moved[job_of[message_id]] = status
-        counters = _campaign_params(result.applied, moved)
-        if counters["ids"]:
-            for row in conn.execute(
-                q("queue_campaign_counters"), {**counters, "pause_after": policy.pause_campaign_after}
-            ):
-                cid, old, new, name, total, sent, failed, first, completed_at, reason = row
-                if new != old and new in ("completed", "paused"):
-                    result.campaigns.append(
-                        CampaignChange(cid, name, new, total, sent, failed, first, completed_at, reason)
-                    )
+        result.campaigns = _move_counters(conn, result.applied, moved, policy)
         # Effects on instances follow the sends that happened, even those whose lease was lost.
         pacing = _instance_params(outcomes, ends)
         if pacing["names"]:
@@ -200,4 +191,49 @@ def apply_batch(
                 },
             )
             result.paused_instances = [e.instance for e in ends if e.pause]
+    return result
+
+
+def _move_counters(
+    conn: Connection, applied: Sequence[Outcome], moved: dict[int, str], policy: WorkerConfig
+) -> list[CampaignChange]:
+    """Move the campaign counters by the messages that moved; the campaigns that completed or paused."""
+    changes: list[CampaignChange] = []
+    counters = _campaign_params(applied, moved)
+    if counters["ids"]:
+        for row in conn.execute(
+            q("queue_campaign_counters"), {**counters, "pause_after": policy.pause_campaign_after}
+        ):
+            cid, old, new, name, total, sent, failed, first, completed_at, reason = row
+            if new != old and new in ("completed", "paused"):
+                changes.append(
+                    CampaignChange(cid, name, new, total, sent, failed, first, completed_at, reason)
+                )
+    return changes
+
+
+def apply_message_outcomes(
+    conn: Connection, outcomes: Sequence[Outcome], *, policy: WorkerConfig = DEFAULT_POLICY
+) -> BatchResult:
+    """Store outcomes of messages that have no job row (QStash deliveries), in one transaction.
+
+    The same message update and counter move as `apply_batch`; each outcome's `job.id` only has to be
+    unique in the batch (the message id does).
+    """
+    result = BatchResult(applied=list(outcomes))
+    with conn.transaction():
+        moved: dict[int, str] = {}
+        messages = _message_params(outcomes)
+        if messages["msg_ids"]:
+            job_of = {o.job.message_id: o.job.id for o in outcomes}
+            for message_id, _campaign, status in conn.execute(q("queue_complete_messages"), messages):
+                moved[job_of[message_id]] = status
+        result.campaigns = _move_counters(conn, outcomes, moved, policy)
+    finished_at = datetime.now(UTC)
+    for o in outcomes:
+        status = moved.get(o.job.id)
+        if status in ("sent", "failed"):
+            result.finished.append(
+                Finished(o.job, "completed" if status == "sent" else "failed", finished_at)
+            )
     return result
