@@ -134,10 +134,12 @@ class Behaviour:
     )
     duplicate_rate: float = 0.0  # share of deliveries also delivered a second time, concurrently
     reject_dedup_ids: set[str] = field(default_factory=set)  # batch items answered with an error
+    reject_every: int = 0  # every Nth batch item (counted over all calls) is answered with an error
     fail_batches: int = 0  # the next N batch calls answer 500
     rate_limit_batches: int = 0  # the next N batch calls answer 429 (burst limit, reset in 1 s)
     unauthorized: bool = False  # every call answers 401, as with a wrong token
     honour_not_before: bool = True
+    hold: bool = False  # accept messages but deliver none until set back to False
     delivery_timeout_s: float = 30.0
 
 
@@ -146,7 +148,7 @@ class QStashStub:
 
     def __init__(self, *, port: int = 0, seed: int = 0, **behaviour: Any) -> None:
         self.behaviour = Behaviour(**behaviour)
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.rng = random.Random(seed)
         self._port = port or _free_port()
         self._ids = itertools.count(1)
@@ -161,6 +163,7 @@ class QStashStub:
         self._max_in_flight: dict[str, int] = defaultdict(int)
         self._waiting: dict[str, list[str]] = defaultdict(list)
         self._active = 0
+        self._items_seen = 0
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: uvicorn.Server | None = None
@@ -224,6 +227,13 @@ class QStashStub:
                 if not hasattr(self.behaviour, name):
                     raise AttributeError(f"no behaviour {name!r}")
                 setattr(self.behaviour, name, value)
+        self._poke()
+
+    def batch_items(self) -> list[dict[str, Any]]:
+        """Every message of every accepted /v2/batch call, in order, as sent."""
+        with self.lock:
+            calls = [c for c in self.calls if c["path"] == "/v2/batch" and c["status"] == 200]
+        return [item for c in calls for item in json.loads(c["body"])]
 
     def max_in_flight(self, flow_key: str) -> int:
         with self.lock:
@@ -297,7 +307,11 @@ class QStashStub:
         answers: list[dict[str, Any]] = []
         for item in items:
             headers = {k.lower(): str(v) for k, v in (item.get("headers") or {}).items()}
-            if headers.get("upstash-deduplication-id") in b.reject_dedup_ids:
+            self._items_seen += 1
+            every = b.reject_every
+            if headers.get("upstash-deduplication-id") in b.reject_dedup_ids or (
+                every and self._items_seen % every == 0
+            ):
                 answers.append({"error": "stub: rejected on purpose"})
                 continue
             body = item.get("body")
@@ -373,7 +387,7 @@ class QStashStub:
             with self.lock:
                 now = time.time()
                 due: list[Message] = []
-                while self._heap and self._heap[0][0] <= now:
+                while self._heap and self._heap[0][0] <= now and not self.behaviour.hold:
                     _, _, mid = heapq.heappop(self._heap)
                     due.append(self.messages[mid])
                 if self._heap:
