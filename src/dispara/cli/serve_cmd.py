@@ -37,6 +37,12 @@ def serve(app: App, host: str, port: int, log_format: str) -> None:
 
     web = create_app(app.settings, log_format="json" if log_format == "json" else "text")
     logging.getLogger("dispara.serve").setLevel(min(logging.getLogger("dispara").level, logging.INFO))
+    if log_format == "json":  # the access lines alone, each a JSON object, for log collectors
+        access = logging.getLogger("dispara.serve.access")
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access.handlers[:] = [handler]
+        access.propagate = False
     click.echo(f"dispara serve: listening on http://{host}:{port} (tenant {app.settings.tenant})", err=True)
     uvicorn.run(
         web,

@@ -1,0 +1,157 @@
+"""The QStash path end to end, as an operator runs it: `campaign send` and `dispara serve` in subprocesses,
+the local QStash delivering to serve, serve sending through the local Evolution stub.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import run_subprocess
+from tests.integration.queue.conftest import API_KEY, Conn, campaign_state, scalar, wait_for
+from tests.stubs.evolution_stub import EvolutionStub
+from tests.stubs.qstash_stub import DEV_CURRENT_KEY, DEV_NEXT_KEY, DEV_TOKEN, QStashStub
+
+pytestmark = pytest.mark.slow
+
+SERVE_KEY = "serve-key-0123456789"
+INSTANCES = ["vendas-1", "vendas-2", "vendas-3", "vendas-4"]
+LATENCY_S = 0.004  # each Evolution call takes this long: two calls of one instance would overlap
+
+CAMPAIGN = """\
+name: QStash e2e
+contacts: contatos.csv
+instances: [{instances}]
+delay: {{min: 0, max: 0}}
+transport: qstash
+retries: 4
+templates:
+  - type: text
+    text: "Olá {{nome}}!"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_campaign(folder: Path, phones: list[str]) -> Path:
+    rows = "".join(f"Contato {i},{p}\n" for i, p in enumerate(phones))
+    (folder / "contatos.csv").write_text("nome,telefone\n" + rows, encoding="utf-8")
+    path = folder / "campanha.yaml"
+    path.write_text(CAMPAIGN.format(instances=", ".join(INSTANCES)), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def evolution() -> Iterator[EvolutionStub]:
+    with EvolutionStub(api_key=API_KEY, latency_s=LATENCY_S) as stub:
+        yield stub
+
+
+@pytest.fixture
+def serve_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def env(cli_env: dict[str, str], evolution: EvolutionStub, serve_port: int, tmp_path: Path) -> dict[str, str]:
+    config = tmp_path / "dispara.yaml"
+    config.write_text("evolution:\n  typing_delay_ms: 0\nqstash:\n  clock_tolerance_s: 0\n", encoding="utf-8")
+    return {
+        **cli_env,
+        "DISPARA_CONFIG": str(config),
+        "EVOLUTION_API_URL": evolution.url,
+        "EVOLUTION_API_KEY": API_KEY,
+        "QSTASH_TOKEN": DEV_TOKEN,
+        "QSTASH_CURRENT_SIGNING_KEY": DEV_CURRENT_KEY,
+        "QSTASH_NEXT_SIGNING_KEY": DEV_NEXT_KEY,
+        "DISPARA_PUBLIC_URL": f"http://127.0.0.1:{serve_port}",
+        "DISPARA_API_KEY": SERVE_KEY,
+    }
+
+
+@pytest.fixture
+def serve(env: dict[str, str], serve_port: int, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dispara", "serve", "--port", str(serve_port), "--log-format", "json"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{serve_port}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            return False
+
+    try:
+        wait_for(up, timeout=60, what="dispara serve to answer /healthz")
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        log.close()
+
+
+def test_a_thousand_messages_over_qstash_are_each_sent_or_failed_exactly_once(
+    conn: Conn,
+    env: dict[str, str],
+    evolution: EvolutionStub,
+    serve: subprocess.Popen[str],
+    tmp_path: Path,
+) -> None:
+    phones = [f"5511{9_0000_0000 + i}" for i in range(1000)]
+    flaky = phones[::20]  # 5%: one 500 each, then fine
+    absent = phones[7:400:80]  # five numbers not on WhatsApp
+    evolution.configure(fail_first=dict.fromkeys(flaky, 1), not_on_whatsapp=set(absent))
+    with QStashStub(duplicate_rate=0.02, retry_delay_s=0.02, seed=7) as qs:
+        sent = run_subprocess(
+            {**env, "QSTASH_URL": qs.url}, "campaign", "send", str(write_campaign(tmp_path, phones)), "--yes"
+        )
+        assert sent.code == 0, sent.err
+        assert "1,000 messages handed to QStash in 10 batch(es)" in sent.out
+        campaign_id = scalar(conn, "SELECT id FROM campaigns")
+        wait_for(
+            lambda: campaign_state(conn, campaign_id)["status"] == "completed", timeout=240, what="completion"
+        )
+        qs.wait_idle(60)
+        keys = qs.flow_keys()
+        assert len(keys) == len(INSTANCES) and all(qs.max_in_flight(k) == 1 for k in keys)
+        assert any(a.duplicate for a in qs.attempts)  # at-least-once was exercised
+    state = campaign_state(conn, campaign_id)
+    assert state["messages"] == {"sent": 995, "failed": 5}
+    assert (state["sent_count"], state["failed_count"]) == (995, 5)
+    accepted = Counter(r.body["number"] for r in evolution.sends() if r.status == 201)
+    assert max(accepted.values()) == 1 and len(accepted) == 995
+    assert set(phones) - set(accepted) == set(absent)
+    failed_kinds = scalar(
+        conn, "SELECT array_agg(DISTINCT error_kind) FROM message_logs WHERE status = 'failed'"
+    )
+    assert failed_kinds == ["not_on_whatsapp"]
+    # One Evolution call in flight per instance: each call takes LATENCY_S, so calls of one instance
+    # never arrive closer together than that.
+    arrivals: dict[str, list[float]] = defaultdict(list)
+    for r in evolution.sends():
+        arrivals[r.instance or ""].append(r.mono)
+    for times in arrivals.values():
+        times.sort()
+        assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= LATENCY_S * 0.9
+    assert scalar(conn, "SELECT count(*) FROM jobs") == 0
