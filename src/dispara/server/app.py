@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from psycopg_pool import ConnectionPool
@@ -387,6 +388,7 @@ class _AccessLog:
             ms = (time.perf_counter() - started) * 1000
             if self.json:
                 line = {
+                    "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
                     "method": scope["method"],
                     "path": scope["path"],
                     "status": status[0],

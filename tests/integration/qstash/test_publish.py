@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from collections import Counter, defaultdict
@@ -91,7 +92,7 @@ def test_a_campaign_is_published_in_batches_of_100_with_the_contract_headers(
     for b, h in zip(bodies, heads, strict=True):
         per_instance[b["instance_name"]].append(int(h["upstash-not-before"]))
     for times in per_instance.values():
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         assert all(4 <= g <= 10 for g in gaps), gaps
     state = campaign_state(conn, report.campaigns[0])
     assert state["status"] == "processing" and state["messages"] == {"queued": 250}
