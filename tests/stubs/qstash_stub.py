@@ -48,7 +48,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _FLOW = re.compile(r"^\s*(parallelism|rate|period)\s*=\s*([0-9a-z]+)\s*$")
 
 
-def sign(key: str, url: str, body: bytes, *, now: float | None = None, **overrides: Any) -> str:
+def sign(key: str, url: str, raw: bytes, *, now: float | None = None, **overrides: Any) -> str:
     """An `Upstash-Signature` as QStash makes it; `overrides` change claims (for forged or expired ones)."""
     now = time.time() if now is None else now
     claims: dict[str, Any] = {
@@ -58,7 +58,7 @@ def sign(key: str, url: str, body: bytes, *, now: float | None = None, **overrid
         "nbf": 0,  # QStash has sent nbf 0 since September 2024
         "iat": int(now),
         "jti": f"jwt_{uuid.uuid4().hex}",
-        "body": base64.urlsafe_b64encode(hashlib.sha256(body).digest()).decode(),  # padded, as QStash does
+        "body": base64.urlsafe_b64encode(hashlib.sha256(raw).digest()).decode(),  # padded, as QStash does
     }
     claims.update(overrides)
     return jwt.encode(claims, key, algorithm="HS256", headers={"typ": "JWT"})
