@@ -40,7 +40,7 @@ log = logging.getLogger("dispara.serve")
 access = logging.getLogger("dispara.serve.access")
 
 LogFormat = Literal["text", "json"]
-POOL_SIZE = 8
+POOL_SIZE = 16
 
 
 class _TooLarge(Exception):
@@ -132,6 +132,8 @@ class Server:
             log.warning("no QSTASH_CURRENT_SIGNING_KEY set: every QStash delivery will be refused (401)")
 
     def close(self) -> None:
+        if self.deliveries is not None:
+            self.deliveries.close()
         self.webhooks.close(5.0)
         if self.pool is not None:
             self.pool.close()

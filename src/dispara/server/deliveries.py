@@ -22,9 +22,10 @@ from dispara.db import Connection
 from dispara.db.queries import q
 from dispara.providers.base import InstanceUnavailableError
 from dispara.queue import handlers
-from dispara.queue.complete import BatchResult, apply_message_outcomes
+from dispara.queue.complete import apply_message_outcomes
 from dispara.queue.model import ClaimedJob, Outcome
 from dispara.queue.webhooks import JobEvents
+from dispara.server.grouped import GroupCommit
 
 log = logging.getLogger("dispara.serve")
 
@@ -101,6 +102,10 @@ class Deliveries:
         self.pool = pool
         self.ctx = ctx
         self.events = events
+        self.commits = GroupCommit(pool, settings.worker, events.finished)
+
+    def close(self) -> None:
+        self.commits.close()
 
     # ---- deliveries ------------------------------------------------------------------------------------
     def deliver(self, body: DeliveryBody, retried: int) -> Answer:
@@ -114,12 +119,10 @@ class Deliveries:
             outcome = handlers.execute(job, self.ctx)
         except InstanceUnavailableError as exc:
             return self._instance_unavailable(decided, exc)
-        with self.pool.connection() as conn:
-            result = apply_message_outcomes(conn, [outcome], policy=self.settings.worker)
-            self._release_instance(conn, decided, sent=outcome.kind == "sent")
-            conn.commit()
-        self.events.finished(result)
-        return self._answer(outcome, result)
+        moved = self.commits.store(
+            outcome, lambda conn, o: self._release_instance(conn, decided, sent=o.kind == "sent")
+        )
+        return self._answer(outcome, moved)
 
     def _decide(self, conn: Connection, body: DeliveryBody, retried: int) -> _Locked | Answer:
         """Under the row lock: the message to send now (its instance taken), or the answer if none."""
@@ -149,8 +152,8 @@ class Deliveries:
                     conn.execute(q("qstash_delivery_hold"), {**params, "reason": "held: instance busy"})
                     return Answer(200, {"status": "held", "changed": True})
                 return Answer(503, {"status": "instance busy", "changed": False}, _retry_after(1))
-            conn.execute(q("qstash_delivery_start"), params)
-            conn.execute(q("qstash_campaign_started"), {"campaign_id": locked.campaign_id})
+            conn.execute(q("qstash_sending_async"))
+            conn.execute(q("qstash_delivery_start"), {**params, "campaign_id": locked.campaign_id})
             return locked
 
     @staticmethod
@@ -216,8 +219,8 @@ class Deliveries:
         )
 
     @staticmethod
-    def _answer(outcome: Outcome, result: BatchResult) -> Answer:
-        changed = bool(result.finished) or outcome.kind == "retry"
+    def _answer(outcome: Outcome, moved: bool) -> Answer:
+        changed = moved or outcome.kind == "retry"
         if outcome.kind == "retry":
             return Answer(503, {"status": "retry", "changed": changed}, _retry_after(outcome.delay_s))
         if outcome.kind == "failed":

@@ -114,14 +114,14 @@ def test_openapi_lists_the_routes(client: TestClient) -> None:
 def test_an_unexpected_error_answers_500_without_a_trace(
     client: TestClient, conn: Conn, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from dispara.server import deliveries
+    from dispara.server import grouped
 
     seeded = seed_qstash_campaign(conn, 1)
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret detail /etc/passwd")
 
-    monkeypatch.setattr(deliveries, "apply_message_outcomes", boom)
+    monkeypatch.setattr(grouped, "apply_message_outcomes", boom)
     response = deliver(client, seeded.body(0))
     assert response.status_code == 500
     assert response.json() == {"error": "internal error"}

@@ -55,12 +55,18 @@ WHERE m.id = %(message_id)s
 FOR UPDATE OF m;
 
 -- name: qstash_delivery_start
+-- The message is being sent; its campaign has started (the seed's started_at, set once).
+WITH started AS (
+    UPDATE campaigns
+    SET started_at = coalesce(started_at, now()), first_claimed_at = coalesce(first_claimed_at, now())
+    WHERE id = %(campaign_id)s AND (started_at IS NULL OR first_claimed_at IS NULL)
+)
 UPDATE message_logs SET status = 'sending', updated_at = now() WHERE id = %(message_id)s;
 
--- name: qstash_campaign_started
-UPDATE campaigns
-SET started_at = coalesce(started_at, now()), first_claimed_at = coalesce(first_claimed_at, now())
-WHERE id = %(campaign_id)s AND (started_at IS NULL OR first_claimed_at IS NULL);
+-- name: qstash_sending_async
+-- The send-start commit need not wait for the disk: until the outcome's (synchronous) commit, a crash
+-- leaves the message to be sent again either way, at once or after the sending lease.
+SET LOCAL synchronous_commit TO OFF;
 
 -- name: qstash_delivery_hold
 -- Handed back to dispara: republished later (resume, redrive) as a new round.
