@@ -102,7 +102,7 @@ class Deliveries:
         self.pool = pool
         self.ctx = ctx
         self.events = events
-        self.commits = GroupCommit(pool, settings.worker, events.finished)
+        self.commits = GroupCommit(pool, settings.worker, events.finished, self._release_instances)
 
     def close(self) -> None:
         self.commits.close()
@@ -119,9 +119,7 @@ class Deliveries:
             outcome = handlers.execute(job, self.ctx)
         except InstanceUnavailableError as exc:
             return self._instance_unavailable(decided, exc)
-        moved = self.commits.store(
-            outcome, lambda conn, o: self._release_instance(conn, decided, sent=o.kind == "sent")
-        )
+        moved = self.commits.store(outcome, decided)
         return self._answer(outcome, moved)
 
     def _decide(self, conn: Connection, body: DeliveryBody, retried: int) -> _Locked | Answer:
@@ -170,6 +168,17 @@ class Deliveries:
 
     def _release_instance(self, conn: Connection, locked: _Locked, *, sent: bool) -> None:
         conn.execute(q("qstash_instance_release"), {**self._instance_params(locked), "sent": sent})
+
+    @staticmethod
+    def _release_instances(conn: Connection, stored: list[tuple[Outcome, Any]]) -> None:
+        cols: dict[str, list[Any]] = {"tenant_ids": [], "names": [], "holders": [], "sent": []}
+        for outcome, locked in stored:
+            params = Deliveries._instance_params(locked)
+            cols["tenant_ids"].append(params["tenant_id"])
+            cols["names"].append(params["name"])
+            cols["holders"].append(params["holder"])
+            cols["sent"].append(outcome.kind == "sent")
+        conn.execute(q("qstash_instances_release"), cols)
 
     def _lock(self, conn: Connection, body: DeliveryBody, retried: int) -> _Locked | Answer:
         row = conn.execute(

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 from psycopg_pool import ConnectionPool
 
@@ -25,14 +26,15 @@ log = logging.getLogger("dispara.serve")
 
 MAX_GROUP = 500
 
-Before = Callable[[Connection, Outcome], None]
-"""Runs in the group's transaction before the outcome is stored (releasing the instance lease)."""
+Before = Callable[[Connection, list[tuple[Outcome, Any]]], None]
+"""Runs once in the group's transaction before its outcomes are stored, with each one's `extra`
+(releasing the instance leases in one statement)."""
 
 
 @dataclass
 class _Item:
     outcome: Outcome
-    before: Before
+    extra: Any
     done: Future[bool]  # whether the outcome moved its message
 
 
@@ -44,17 +46,19 @@ class GroupCommit:
         pool: ConnectionPool[Connection],
         policy: WorkerConfig,
         on_stored: Callable[[BatchResult], None],
+        before: Before,
     ) -> None:
         self.pool = pool
         self.policy = policy
         self.on_stored = on_stored
+        self.before = before
         self.items: queue.Queue[_Item | None] = queue.Queue()
         self.thread = threading.Thread(target=self._loop, name="dispara-serve-commit", daemon=True)
         self.thread.start()
 
-    def store(self, outcome: Outcome, before: Before, timeout: float = 60.0) -> bool:
+    def store(self, outcome: Outcome, extra: Any, timeout: float = 60.0) -> bool:
         """Store one outcome with the others arriving meanwhile; True if its message moved."""
-        item = _Item(outcome, before, Future())
+        item = _Item(outcome, extra, Future())
         self.items.put(item)
         return item.done.result(timeout)
 
@@ -101,6 +105,5 @@ class GroupCommit:
 
     def _apply(self, group: list[_Item]) -> BatchResult:
         with self.pool.connection() as conn, conn.transaction():
-            for item in group:
-                item.before(conn, item.outcome)
+            self.before(conn, [(i.outcome, i.extra) for i in group])
             return apply_message_outcomes(conn, [i.outcome for i in group], policy=self.policy)

@@ -100,3 +100,12 @@ UPDATE instances
 SET locked_by = NULL, locked_until = NULL, last_sent_at = CASE WHEN %(sent)s THEN now() ELSE last_sent_at END,
     updated_at = now()
 WHERE tenant_id = %(tenant_id)s AND name = %(name)s AND locked_by = %(holder)s;
+
+-- name: qstash_instances_release
+-- The leases of a group of finished deliveries, in one statement.
+UPDATE instances i
+SET locked_by = NULL, locked_until = NULL, last_sent_at = CASE WHEN u.sent THEN now() ELSE i.last_sent_at END,
+    updated_at = now()
+FROM unnest(%(tenant_ids)b::uuid[], %(names)b::text[], %(holders)b::text[], %(sent)b::bool[])
+    AS u(tenant_id, name, holder, sent)
+WHERE i.tenant_id = u.tenant_id AND i.name = u.name AND i.locked_by = u.holder;
