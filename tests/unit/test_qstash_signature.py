@@ -33,21 +33,24 @@ def ours_accepts(token: str, body: bytes, url: str = URL) -> bool:
     return True
 
 
-CASES = {
-    "valid": (sign(DEV_CURRENT_KEY, URL, BODY), BODY, URL, True),
-    "next key": (sign(DEV_NEXT_KEY, URL, BODY), BODY, URL, True),
-    "tampered body": (sign(DEV_CURRENT_KEY, URL, BODY), BODY.replace(b"1", b"2"), URL, False),
-    "expired": (sign(DEV_CURRENT_KEY, URL, BODY, exp=int(time.time()) - 5), BODY, URL, False),
-    "not yet valid": (sign(DEV_CURRENT_KEY, URL, BODY, nbf=int(time.time()) + 60), BODY, URL, False),
-    "wrong url": (sign(DEV_CURRENT_KEY, URL, BODY), BODY, URL + "x", False),
-    "wrong key": (sign(OTHER, URL, BODY), BODY, URL, False),
-    "wrong issuer": (sign(DEV_CURRENT_KEY, URL, BODY, iss="Evil"), BODY, URL, False),
-}
+def _cases() -> dict[str, tuple[str, bytes, str, bool]]:
+    # Built when the test runs, not at collection: the time claims are relative to now.
+    now = int(time.time())
+    return {
+        "valid": (sign(DEV_CURRENT_KEY, URL, BODY), BODY, URL, True),
+        "next key": (sign(DEV_NEXT_KEY, URL, BODY), BODY, URL, True),
+        "tampered body": (sign(DEV_CURRENT_KEY, URL, BODY), BODY.replace(b"1", b"2"), URL, False),
+        "expired": (sign(DEV_CURRENT_KEY, URL, BODY, exp=now - 5), BODY, URL, False),
+        "not yet valid": (sign(DEV_CURRENT_KEY, URL, BODY, nbf=now + 60), BODY, URL, False),
+        "wrong url": (sign(DEV_CURRENT_KEY, URL, BODY), BODY, URL + "x", False),
+        "wrong key": (sign(OTHER, URL, BODY), BODY, URL, False),
+        "wrong issuer": (sign(DEV_CURRENT_KEY, URL, BODY, iss="Evil"), BODY, URL, False),
+    }
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", list(_cases()))
 def test_our_verifier_agrees_with_the_sdk_receiver(case: str) -> None:
-    token, body, url, valid = CASES[case]
+    token, body, url, valid = _cases()[case]
     assert sdk_accepts(token, body, url) is valid
     assert ours_accepts(token, body, url) is valid
 

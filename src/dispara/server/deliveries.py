@@ -150,7 +150,6 @@ class Deliveries:
                     conn.execute(q("qstash_delivery_hold"), {**params, "reason": "held: instance busy"})
                     return Answer(200, {"status": "held", "changed": True})
                 return Answer(503, {"status": "instance busy", "changed": False}, _retry_after(1))
-            conn.execute(q("qstash_sending_async"))
             conn.execute(q("qstash_delivery_start"), {**params, "campaign_id": locked.campaign_id})
             return locked
 

@@ -63,11 +63,6 @@ WITH started AS (
 )
 UPDATE message_logs SET status = 'sending', updated_at = now() WHERE id = %(message_id)s;
 
--- name: qstash_sending_async
--- The send-start commit need not wait for the disk: until the outcome's (synchronous) commit, a crash
--- leaves the message to be sent again either way, at once or after the sending lease.
-SET LOCAL synchronous_commit TO OFF;
-
 -- name: qstash_delivery_hold
 -- Handed back to dispara: republished later (resume, redrive) as a new round.
 UPDATE message_logs
@@ -89,11 +84,13 @@ WHERE id = %(message_id)s AND status IN ('pending', 'queued', 'sending');
 -- name: qstash_instance_take
 -- One send in flight per WhatsApp number across every serve replica and worker: the instance's lease,
 -- the same one the jobs transport claims through. Expired leases (a crashed holder) are taken over.
+-- Once taken, this transaction's commit need not wait for the disk: until the outcome's (synchronous)
+-- commit, a crash leaves the message to be sent again either way, at once or after the sending lease.
 UPDATE instances
 SET locked_by = %(holder)s, locked_until = now() + make_interval(secs => %(lease_s)s), updated_at = now()
 WHERE tenant_id = %(tenant_id)s AND name = %(name)s
   AND (locked_until IS NULL OR locked_until < now())
-RETURNING name;
+RETURNING name, set_config('synchronous_commit', 'off', true);
 
 -- name: qstash_instance_release
 UPDATE instances
