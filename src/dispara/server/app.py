@@ -139,6 +139,7 @@ class Server:
             self.pool.close()
         if self.sender is not None and self.given_sender is None:
             self.sender.close()
+        log.info("dispara serve: stopped")
 
     # ---- helpers ---------------------------------------------------------------------------------------
     async def body(self, request: Request) -> bytes:
