@@ -191,6 +191,8 @@ class Deliveries:
         if body.tenant_id != c_tenant or body.tenant_id != m_tenant or body.campaign_id != campaign_id:
             log.warning("delivery of message %d refused: tenant or campaign does not match", body.message_id)
             return Answer(489, {"error": "tenant or campaign does not match the message"}, NON_RETRYABLE)
+        if transport != "qstash":  # the jobs queue owns it: one transport per message
+            return Answer(489, {"error": f"message belongs to a {transport} campaign"}, NON_RETRYABLE)
         job = ClaimedJob(
             id=body.message_id,
             instance=instance,

@@ -173,3 +173,13 @@ def test_a_sent_message_is_not_failed_by_a_late_callback(
     )
     assert response.json() == {"status": "sent", "changed": False}
     assert campaign_state(conn, seeded.campaign_id)["failed_count"] == 0
+
+
+def test_a_message_of_a_jobs_campaign_is_refused(
+    client: TestClient, conn: Conn, seeded: QSeeded, evolution: EvolutionStub
+) -> None:
+    conn.execute("UPDATE campaigns SET transport = 'jobs' WHERE id = %s", (seeded.campaign_id,))
+    conn.commit()
+    response = deliver(client, seeded.body(0))
+    assert response.status_code == 489 and response.json() == {"error": "message belongs to a jobs campaign"}
+    assert evolution.sends() == []
