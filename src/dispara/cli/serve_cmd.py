@@ -36,6 +36,8 @@ def serve(app: App, host: str, port: int, log_format: str) -> None:
     from dispara.server.app import create_app
 
     web = create_app(app.settings, log_format="json" if log_format == "json" else "text")
+    with app.connect():  # an unreachable or old database is a one-line error here, not a server trace
+        pass
     logging.getLogger("dispara.serve").setLevel(min(logging.getLogger("dispara").level, logging.INFO))
     if log_format == "json":  # the access lines alone, each a JSON object, for log collectors
         access = logging.getLogger("dispara.serve.access")

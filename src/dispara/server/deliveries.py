@@ -145,7 +145,7 @@ class Deliveries:
                 reason = f"held: campaign {locked.campaign_status} when QStash delivered it"
                 conn.execute(q("qstash_delivery_hold"), {**params, "reason": reason})
                 return Answer(200, {"status": "held", "changed": True})
-            if not self._take_instance(conn, locked):
+            if locked.job.instance is not None and not self._take_instance(conn, locked):
                 if locked.job.attempts >= locked.job.max_attempts:  # never burn a message on a busy number
                     conn.execute(q("qstash_delivery_hold"), {**params, "reason": "held: instance busy"})
                     return Answer(200, {"status": "held", "changed": True})

@@ -126,3 +126,28 @@ def test_an_unexpected_error_answers_500_without_a_trace(
     assert response.status_code == 500
     assert response.json() == {"error": "internal error"}
     assert "secret" not in response.text and "Traceback" not in response.text
+
+
+def test_serve_without_a_reachable_database_is_a_one_line_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tests.helpers import run_cli
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:9/none")
+    monkeypatch.setenv("DISPARA_API_KEY", SERVE_KEY)
+    result = run_cli(capsys, "serve", "--port", "18999")
+    assert result.code == 5
+    assert (
+        result.err.startswith("dispara: error: cannot connect to the database")
+        and "Traceback" not in result.err
+    )
+    assert "nobody" in result.err or "127.0.0.1" in result.err
+
+
+def test_serve_without_an_api_key_exits_with_a_configuration_error(
+    capsys: pytest.CaptureFixture[str], env_db: str
+) -> None:
+    from tests.helpers import run_cli
+
+    result = run_cli(capsys, "serve", "--port", "18999")
+    assert result.code == 3 and "DISPARA_API_KEY" in result.err
