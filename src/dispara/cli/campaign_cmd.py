@@ -379,6 +379,7 @@ def retry(app: App, campaign_ref: str, transient_only: bool, everything: bool) -
       dispara campaign retry black-friday --transient-only
     """
     from dispara.campaigns import control
+    from dispara.transports import qstash
 
     if transient_only and everything:
         raise click.UsageError("--transient-only and --all exclude each other")
@@ -386,4 +387,9 @@ def retry(app: App, campaign_ref: str, transient_only: bool, everything: bool) -
     with app.connect() as conn:
         campaign_id = app.campaign_id(conn, campaign_ref)
         count = control.retry(conn, campaign_id, scope=scope)
+        again = qstash.retry(conn, app.settings, campaign_id, control.RETRY_KINDS[scope])
+    if again is not None:
+        count, published = again
+        if published.pending:
+            click.echo(f"dispara: warning: {published.pending:,} still pending: {published.error}", err=True)
     click.echo(f"{count:,} failed messages of campaign {campaign_id} queued again")

@@ -386,13 +386,29 @@ class CampaignPublisher:
         return publish_pending(conn, self.settings, campaign_id)
 
 
-def resume(conn: Connection, settings: Settings, campaign_id: UUID) -> PublishReport | None:
-    """After `campaign resume`: republish what deliveries handed back while it was paused (QStash only)."""
+def _is_qstash(conn: Connection, campaign_id: UUID) -> bool:
     row = conn.execute(q("qstash_campaign_for_publish"), {"campaign_id": campaign_id}).fetchone()
     conn.commit()
-    if row is None or row[3] != "qstash":
+    return row is not None and row[3] == "qstash"
+
+
+def resume(conn: Connection, settings: Settings, campaign_id: UUID) -> PublishReport | None:
+    """After `campaign resume`: republish what deliveries handed back while it was paused (QStash only)."""
+    if not _is_qstash(conn, campaign_id):
         return None
     return publish_pending(conn, settings, campaign_id)
+
+
+def retry(
+    conn: Connection, settings: Settings, campaign_id: UUID, kinds: list[str]
+) -> tuple[int, PublishReport] | None:
+    """`campaign retry` of a QStash campaign: its failed messages of `kinds` published again (QStash only)."""
+    if not _is_qstash(conn, campaign_id):
+        return None
+    with conn.transaction():
+        row = conn.execute(q("qstash_retry_failed"), {"campaign_id": campaign_id, "kinds": kinds}).fetchone()
+    count = int(row[0]) if row else 0
+    return count, publish_pending(conn, settings, campaign_id) if count else PublishReport()
 
 
 def republish_configured(settings: Settings) -> PublishReport | None:

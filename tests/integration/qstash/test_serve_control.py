@@ -123,3 +123,26 @@ def test_a_busy_instance_is_answered_503_without_a_send(
     assert response.status_code == 503 and response.json()["status"] == "instance busy"
     assert evolution.sends() == []
     assert scalar(conn, "SELECT status FROM message_logs") == "queued"
+
+
+def test_retry_republishes_failed_messages_in_a_new_round(
+    client_q: TestClient, conn: Conn, settings_q: Settings, qs: QStashStub, evolution: EvolutionStub
+) -> None:
+    seeded = seed_qstash_campaign(conn, 2, retries=0)
+    evolution.configure(fail_first={seeded.phones[0]: 1})
+    assert deliver(client_q, seeded.body(0)).json()["status"] == "failed"  # retries 0: the only attempt
+    assert deliver(client_q, seeded.body(1)).json()["status"] == "sent"
+    assert campaign_state(conn, seeded.campaign_id)["status"] == "completed"
+    result = qstash.retry(conn, settings_q, seeded.campaign_id, control.RETRY_KINDS["default"])
+    assert result is not None and result[0] == 1 and result[1].accepted == 1
+    state = campaign_state(conn, seeded.campaign_id)
+    assert (state["status"], state["failed_count"], state["messages"]) == (
+        "processing",
+        0,
+        {"queued": 1, "sent": 1},
+    )
+    republished = list(qs.messages.values())[-1]
+    assert republished.dedup_id == qstash.dedup_id(seeded.campaign_id, seeded.message_ids[0], 1)
+    assert deliver(client_q, republished.body).json()["status"] == "sent"
+    state = campaign_state(conn, seeded.campaign_id)
+    assert (state["status"], state["sent_count"], state["failed_count"]) == ("completed", 2, 0)

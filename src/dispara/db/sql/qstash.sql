@@ -106,3 +106,25 @@ SET locked_by = NULL, locked_until = NULL, last_sent_at = CASE WHEN u.sent THEN 
 FROM unnest(%(tenant_ids)b::uuid[], %(names)b::text[], %(holders)b::text[], %(sent)b::bool[])
     AS u(tenant_id, name, holder, sent)
 WHERE i.tenant_id = u.tenant_id AND i.name = u.name AND i.locked_by = u.holder;
+
+-- name: qstash_retry_failed
+-- `campaign retry` for a QStash campaign: failed messages of the kinds asked for become pending in a new
+-- round (a new deduplication id), and the failed counter drops by exactly those, in the same statement.
+WITH requeued AS (
+    UPDATE message_logs m
+    SET status = 'pending', error_kind = NULL, queued_at = NULL, qstash_round = m.qstash_round + 1,
+        qstash_message_id = NULL, not_before = NULL, updated_at = now()
+    WHERE m.campaign_id = %(campaign_id)s AND m.status = 'failed'
+      AND coalesce(m.error_kind, 'transient') = ANY(%(kinds)s)
+    RETURNING m.id
+),
+campaign AS (
+    UPDATE campaigns c
+    SET failed_count = greatest(0, c.failed_count - (SELECT count(*) FROM requeued)),
+        status = CASE WHEN c.status IN ('completed', 'failed') THEN 'processing' ELSE c.status END,
+        completed_at = CASE WHEN c.status IN ('completed', 'failed') THEN NULL ELSE c.completed_at END,
+        consecutive_failures = 0,
+        updated_at = now()
+    WHERE c.id = %(campaign_id)s AND c.status <> 'cancelled' AND EXISTS (SELECT 1 FROM requeued)
+)
+SELECT count(*) FROM requeued;
