@@ -235,3 +235,31 @@ def test_a_refused_token_is_a_configuration_error_naming_qstash_token(
     result = run_cli(capsys, "campaign", "send", str(write_campaign(tmp_path, 3)))
     assert result.code == 3, result.err
     assert "QSTASH_TOKEN" in result.err and "wrong-token" not in result.err
+
+
+def test_dispara_redrive_publishes_what_qstash_did_not_accept(
+    capsys: pytest.CaptureFixture[str],
+    env_db: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    qs: QStashStub,
+) -> None:
+    for name, value in {
+        "QSTASH_TOKEN": DEV_TOKEN,
+        "QSTASH_URL": qs.url,
+        "DISPARA_PUBLIC_URL": "https://dispara.example.com",
+    }.items():
+        monkeypatch.setenv(name, value)
+    qs.configure(reject_every=2)
+    sent = run_cli(capsys, "campaign", "send", str(write_campaign(tmp_path, 10)))
+    assert sent.code == 0
+    assert (
+        "5 messages not accepted by QStash" in sent.err
+        and "`dispara redrive` publishes them again" in sent.err
+    )
+    qs.configure(reject_every=0)
+    result = run_cli(capsys, "redrive", "--max-seconds", "5")
+    assert result.code == 0, result.err
+    assert "redrive: QStash 5 published, 0 still pending" in result.out
+    assert len(qs.messages) == 10
+    assert run_cli(capsys, "redrive", "--max-seconds", "5").out.count("QStash") == 0  # nothing left to do
