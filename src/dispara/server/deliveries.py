@@ -145,12 +145,13 @@ class Deliveries:
                 reason = f"held: campaign {locked.campaign_status} when QStash delivered it"
                 conn.execute(q("qstash_delivery_hold"), {**params, "reason": reason})
                 return Answer(200, {"status": "held", "changed": True})
-            if locked.job.instance is not None and not self._take_instance(conn, locked):
+            if locked.job.instance is None:
+                return locked  # nothing to pace or mark: the handler fails it for good
+            if not self._take_instance(conn, locked):
                 if locked.job.attempts >= locked.job.max_attempts:  # never burn a message on a busy number
                     conn.execute(q("qstash_delivery_hold"), {**params, "reason": "held: instance busy"})
                     return Answer(200, {"status": "held", "changed": True})
                 return Answer(503, {"status": "instance busy", "changed": False}, _retry_after(1))
-            conn.execute(q("qstash_delivery_start"), {**params, "campaign_id": locked.campaign_id})
             return locked
 
     @staticmethod
@@ -159,11 +160,17 @@ class Deliveries:
         return {"tenant_id": locked.tenant_id, "name": job.instance, "holder": f"serve:{job.message_id}"}
 
     def _take_instance(self, conn: Connection, locked: _Locked) -> bool:
-        params = {**self._instance_params(locked), "lease_s": self.settings.server.sending_lease_s}
-        if conn.execute(q("qstash_instance_take"), params).fetchone() is not None:
+        """Take the instance's lease and mark the message `sending`; False if another send holds it."""
+        params = {
+            **self._instance_params(locked),
+            "lease_s": self.settings.server.sending_lease_s,
+            "campaign_id": locked.campaign_id,
+            "message_id": locked.job.message_id,
+        }
+        if conn.execute(q("qstash_delivery_take"), params).fetchone() is not None:
             return True
         conn.execute(q("instances_ensure"), {"tenant_id": locked.tenant_id, "names": [locked.job.instance]})
-        return conn.execute(q("qstash_instance_take"), params).fetchone() is not None
+        return conn.execute(q("qstash_delivery_take"), params).fetchone() is not None
 
     def _release_instance(self, conn: Connection, locked: _Locked, *, sent: bool) -> None:
         conn.execute(q("qstash_instance_release"), {**self._instance_params(locked), "sent": sent})

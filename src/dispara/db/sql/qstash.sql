@@ -54,15 +54,6 @@ JOIN campaigns c ON c.id = m.campaign_id
 WHERE m.id = %(message_id)s
 FOR UPDATE OF m;
 
--- name: qstash_delivery_start
--- The message is being sent; its campaign has started (the seed's started_at, set once).
-WITH started AS (
-    UPDATE campaigns
-    SET started_at = coalesce(started_at, now()), first_claimed_at = coalesce(first_claimed_at, now())
-    WHERE id = %(campaign_id)s AND (started_at IS NULL OR first_claimed_at IS NULL)
-)
-UPDATE message_logs SET status = 'sending', updated_at = now() WHERE id = %(message_id)s;
-
 -- name: qstash_delivery_hold
 -- Handed back to dispara: republished later (resume, redrive) as a new round.
 UPDATE message_logs
@@ -81,16 +72,30 @@ UPDATE message_logs
 SET status = 'cancelled', error_message = %(reason)s, updated_at = now()
 WHERE id = %(message_id)s AND status IN ('pending', 'queued', 'sending');
 
--- name: qstash_instance_take
--- One send in flight per WhatsApp number across every serve replica and worker: the instance's lease,
--- the same one the jobs transport claims through. Expired leases (a crashed holder) are taken over.
+-- name: qstash_delivery_take
+-- One send in flight per WhatsApp number across every serve replica and worker: the instance's lease
+-- (the one the jobs transport claims through; an expired one is taken over). With it, the message is
+-- `sending` and its campaign started (the seed's started_at, set once); without it, nothing changes.
 -- Once taken, this transaction's commit need not wait for the disk: until the outcome's (synchronous)
 -- commit, a crash leaves the message to be sent again either way, at once or after the sending lease.
-UPDATE instances
-SET locked_by = %(holder)s, locked_until = now() + make_interval(secs => %(lease_s)s), updated_at = now()
-WHERE tenant_id = %(tenant_id)s AND name = %(name)s
-  AND (locked_until IS NULL OR locked_until < now())
-RETURNING name, set_config('synchronous_commit', 'off', true);
+WITH taken AS (
+    UPDATE instances
+    SET locked_by = %(holder)s, locked_until = now() + make_interval(secs => %(lease_s)s), updated_at = now()
+    WHERE tenant_id = %(tenant_id)s AND name = %(name)s
+      AND (locked_until IS NULL OR locked_until < now())
+    RETURNING name
+),
+started AS (
+    UPDATE campaigns
+    SET started_at = coalesce(started_at, now()), first_claimed_at = coalesce(first_claimed_at, now())
+    WHERE id = %(campaign_id)s AND (started_at IS NULL OR first_claimed_at IS NULL)
+      AND EXISTS (SELECT 1 FROM taken)
+),
+sending AS (
+    UPDATE message_logs SET status = 'sending', updated_at = now()
+    WHERE id = %(message_id)s AND EXISTS (SELECT 1 FROM taken)
+)
+SELECT name, set_config('synchronous_commit', 'off', true) FROM taken;
 
 -- name: qstash_instance_release
 UPDATE instances
