@@ -262,6 +262,9 @@ class Deliveries:
                 return Answer(200, {"status": "ignored", "error": locked.body.get("error")})
             if locked.message_status not in ("pending", "queued", "sending"):
                 return Answer(200, {"status": locked.message_status, "changed": False})
+            if locked.message_status == "sending" and not locked.stale:
+                # Another delivery is sending it right now: its outcome decides; ask for the callback later.
+                return Answer(503, {"status": "sending", "changed": False}, _retry_after(5))
             reason = (
                 f"QStash gave up after {retried + 1} deliveries (last answer HTTP {callback.get('status')})"
             )

@@ -183,3 +183,18 @@ def test_a_message_of_a_jobs_campaign_is_refused(
     response = deliver(client, seeded.body(0))
     assert response.status_code == 489 and response.json() == {"error": "message belongs to a jobs campaign"}
     assert evolution.sends() == []
+
+
+def test_a_failure_callback_waits_while_the_message_is_being_sent(
+    client: TestClient, conn: Conn, seeded: QSeeded
+) -> None:
+    conn.execute("UPDATE message_logs SET status = 'sending' WHERE id = %s", (seeded.message_ids[0],))
+    conn.commit()
+    raw = json.dumps({"status": 500, "retried": 2, "sourceBody": base64.b64encode(seeded.body(0)).decode()})
+    response = client.post(
+        "/qstash/failed",
+        content=raw.encode(),
+        headers={"Upstash-Signature": sign(DEV_CURRENT_KEY, FAILED_URL, raw.encode())},
+    )
+    assert response.status_code == 503 and response.json() == {"status": "sending", "changed": False}
+    assert campaign_state(conn, seeded.campaign_id)["failed_count"] == 0
