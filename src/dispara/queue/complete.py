@@ -171,11 +171,7 @@ def apply_batch(
                     result.finished.append(Finished(by_id[job_id].job, status, finished_at))
             for o in outcomes:
                 (result.applied if o.job.id in returned else result.lost).append(o)
-            messages = _message_params(result.applied)
-            if messages["msg_ids"]:
-                job_of = {o.job.message_id: o.job.id for o in result.applied}
-                for message_id, _campaign, status in conn.execute(q("queue_complete_messages"), messages):
-                    moved[job_of[message_id]] = status
+            moved = _store_messages(conn, result.applied)
         result.campaigns = _move_counters(conn, result.applied, moved, policy)
         # Effects on instances follow the sends that happened, even those whose lease was lost.
         pacing = _instance_params(outcomes, ends)
@@ -192,6 +188,17 @@ def apply_batch(
             )
             result.paused_instances = [e.instance for e in ends if e.pause]
     return result
+
+
+def _store_messages(conn: Connection, applied: Sequence[Outcome]) -> dict[int, str]:
+    """Write the messages of stored outcomes; job id -> the status its message actually moved into."""
+    moved: dict[int, str] = {}
+    messages = _message_params(applied)
+    if messages["msg_ids"]:
+        job_of = {o.job.message_id: o.job.id for o in applied}
+        for message_id, _campaign, status in conn.execute(q("queue_complete_messages"), messages):
+            moved[job_of[message_id]] = status
+    return moved
 
 
 def _move_counters(
@@ -222,12 +229,7 @@ def apply_message_outcomes(
     """
     result = BatchResult(applied=list(outcomes))
     with conn.transaction():
-        moved: dict[int, str] = {}
-        messages = _message_params(outcomes)
-        if messages["msg_ids"]:
-            job_of = {o.job.message_id: o.job.id for o in outcomes}
-            for message_id, _campaign, status in conn.execute(q("queue_complete_messages"), messages):
-                moved[job_of[message_id]] = status
+        moved = _store_messages(conn, outcomes)
         result.campaigns = _move_counters(conn, outcomes, moved, policy)
     finished_at = datetime.now(UTC)
     for o in outcomes:
