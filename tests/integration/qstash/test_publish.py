@@ -253,6 +253,7 @@ def test_dispara_redrive_publishes_what_qstash_did_not_accept(
     qs.configure(reject_every=2)
     sent = run_cli(capsys, "campaign", "send", str(write_campaign(tmp_path, 10)))
     assert sent.code == 0
+    assert "5 messages handed to QStash in 1 batch(es), the last one released " in sent.out  # the finish time
     assert (
         "5 messages not accepted by QStash" in sent.err
         and "`dispara redrive` publishes them again" in sent.err
