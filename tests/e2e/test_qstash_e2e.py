@@ -4,6 +4,7 @@ the local QStash delivering to serve, serve sending through the local Evolution 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import signal
 import socket
@@ -82,11 +83,13 @@ def env(cli_env: dict[str, str], evolution: EvolutionStub, serve_port: int, tmp_
     }
 
 
-@pytest.fixture
-def serve(env: dict[str, str], serve_port: int, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
-    log = (tmp_path / "serve.log").open("w")
+@contextlib.contextmanager
+def running_serve(env: dict[str, str], port: int, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """`dispara serve` in its own process until the block ends, then stopped with SIGTERM."""
+    log_path = tmp_path / "serve.log"
+    log = log_path.open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dispara", "serve", "--port", str(serve_port), "--log-format", "json"],
+        [sys.executable, "-m", "dispara", "serve", "--port", str(port), "--log-format", "json"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -96,9 +99,9 @@ def serve(env: dict[str, str], serve_port: int, tmp_path: Path) -> Iterator[subp
 
     def up() -> bool:
         try:
-            return httpx.get(f"http://127.0.0.1:{serve_port}/healthz", timeout=1).status_code == 200
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
         except httpx.HTTPError:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            assert proc.poll() is None, log_path.read_text()
             return False
 
     try:
@@ -109,9 +112,15 @@ def serve(env: dict[str, str], serve_port: int, tmp_path: Path) -> Iterator[subp
         code = proc.wait(30)
         log.close()
     # uvicorn finishes in-flight requests and the shutdown, then re-raises SIGTERM to exit by it
-    text = (tmp_path / "serve.log").read_text()
+    text = log_path.read_text()
     assert code in (0, -signal.SIGTERM) and "dispara serve: stopped" in text, text[-2000:]
     assert "Traceback" not in text
+
+
+@pytest.fixture
+def serve(env: dict[str, str], serve_port: int, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    with running_serve(env, serve_port, tmp_path) as proc:
+        yield proc
 
 
 def test_a_thousand_messages_over_qstash_are_each_sent_or_failed_exactly_once(
@@ -158,3 +167,29 @@ def test_a_thousand_messages_over_qstash_are_each_sent_or_failed_exactly_once(
         times.sort()
         assert min(b - a for a, b in itertools.pairwise(times)) >= LATENCY_S * 0.9
     assert scalar(conn, "SELECT count(*) FROM jobs") == 0
+
+
+def test_messages_qstash_gives_up_on_are_failed_by_the_failure_callback(
+    conn: Conn, env: dict[str, str], evolution: EvolutionStub, serve_port: int, tmp_path: Path
+) -> None:
+    phones = [f"5511{9_0000_0000 + i}" for i in range(3)]
+    path = write_campaign(tmp_path, phones)
+    path.write_text(path.read_text(encoding="utf-8").replace("retries: 4", "retries: 1"), encoding="utf-8")
+    with QStashStub(retry_delay_s=0.02, callback_retries=120, callback_retry_s=0.25) as qs:
+        # serve is not running yet: every delivery fails, QStash gives up and calls back until serve is up
+        sent = run_subprocess({**env, "QSTASH_URL": qs.url}, "campaign", "send", str(path))
+        assert sent.code == 0, sent.err
+        wait_for(lambda: qs.states() == {"failed": 3}, timeout=60, what="QStash to give up")
+        with running_serve(env, serve_port, tmp_path):
+            campaign_id = scalar(conn, "SELECT id FROM campaigns")
+            wait_for(
+                lambda: campaign_state(conn, campaign_id)["status"] == "completed",
+                timeout=60,
+                what="completion",
+            )
+    state = campaign_state(conn, campaign_id)
+    assert (state["failed_count"], state["messages"]) == (3, {"failed": 3})
+    reasons = scalar(conn, "SELECT array_agg(DISTINCT error_message) FROM message_logs")
+    assert reasons == ["QStash gave up after 2 deliveries (last answer HTTP 0)"]
+    assert [a.status for a in qs.attempts] == [0] * 6  # 3 messages x (1 + 1 retry), none reached serve
+    assert evolution.sends() == []

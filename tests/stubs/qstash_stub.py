@@ -139,6 +139,8 @@ class Behaviour:
     rate_limit_batches: int = 0  # the next N batch calls answer 429 (burst limit, reset in 1 s)
     unauthorized: bool = False  # every call answers 401, as with a wrong token
     honour_not_before: bool = True
+    callback_retries: int = 0  # a failure callback that is not answered 2xx is tried again this many times
+    callback_retry_s: float = 0.5
     hold: bool = False  # accept messages but deliver none until set back to False
     delivery_timeout_s: float = 30.0
 
@@ -510,13 +512,18 @@ class QStashStub:
             "User-Agent": "Upstash-QStash",
             "Upstash-Signature": sign(key, url, raw),
         }
-        try:
-            response = await self._client.post(url, content=raw, headers=headers)
-            answer = response.status_code
-        except httpx.HTTPError:
-            answer = 0
-        with self.lock:
-            self.callbacks.append({"message_id": message.id, "status": answer, "payload": payload})
+        for attempt in range(1 + b.callback_retries):
+            if attempt:
+                await asyncio.sleep(b.callback_retry_s)
+            try:
+                response = await self._client.post(url, content=raw, headers=headers)
+                answer = response.status_code
+            except httpx.HTTPError:
+                answer = 0
+            with self.lock:
+                self.callbacks.append({"message_id": message.id, "status": answer, "payload": payload})
+            if 200 <= answer < 300:
+                return
 
 
 def _free_port() -> int:
