@@ -36,11 +36,17 @@ class QStashConfig(_Section):
     token: str | None = None
     current_signing_key: str | None = None
     next_signing_key: str | None = None
+    batch_size: int = Field(100, ge=1, le=100)
+    clock_tolerance_s: float = Field(5.0, ge=0)
 
 
 class ServerConfig(_Section):
     public_url: str | None = None
     api_key: str | None = None
+    signature_url: str | None = None
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    sending_lease_s: float = Field(120.0, gt=0)
+    dispatch_seconds: float = Field(25.0, gt=0)
 
 
 class ElevenLabsConfig(_Section):

@@ -270,13 +270,13 @@ def test_future_schedule_marks_campaign_scheduled_and_delays_jobs(
     assert run_at == [(scheduled_for,)]
 
 
-def test_qstash_transport_is_refused_until_available(
+def test_qstash_transport_without_its_settings_is_a_configuration_error(
     env_db: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     path = write_campaign(tmp_path, b"telefone,nome,empresa\n11988880001,Ana,X\n", extra="transport: qstash")
     result = send(capsys, path)
-    assert result.code == 4
-    assert "qstash is not available" in result.err
+    assert result.code == 3
+    assert "transport: qstash needs DISPARA_PUBLIC_URL (server.public_url) and QSTASH_TOKEN" in result.err
     assert counts(env_db) == (0, 0, 0)
 
 

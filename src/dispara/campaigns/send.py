@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any, Protocol
 from uuid import UUID, uuid4
 
 from dispara.campaigns import store
@@ -51,6 +52,15 @@ class SendOutcome:
     test_to: tuple[str, ...] = ()
     fields: list[str] = field(default_factory=list)
     """The contacts' columns, in the file's order."""
+    published: Any = None  # what `publish` returned, for a QStash campaign
+
+
+class Publisher(Protocol):
+    """Hands a transport's campaign over once written (QStash); `check` refuses it before, naming `where`."""
+
+    def check(self, where: str) -> None: ...
+
+    def publish(self, conn: Connection, campaign_id: UUID) -> Any: ...
 
 
 def idempotency_key(campaign: Campaign, limit: int | None, *, new: bool) -> str:
@@ -112,7 +122,8 @@ def _new_campaign(campaign: Campaign, tenant_id: UUID, key: str, start: datetime
         name=campaign.name,
         target_audience=campaign.target_audience,
         creative=campaign.creative,
-        status="scheduled" if start else "processing",
+        # A QStash campaign runs once QStash holds all of it; its release times carry the schedule.
+        status="pending" if campaign.transport == "qstash" else "scheduled" if start else "processing",
         instances=list(campaign.instances),
         delay_min=campaign.delay.min,
         delay_max=campaign.delay.max,
@@ -137,17 +148,22 @@ def send_campaign(
     preview: int = PREVIEW_SIZE,
     start_now: bool = False,
     test_to: Sequence[str] = (),
+    publish: Publisher | None = None,
 ) -> SendOutcome:
     """Prepare the campaign at `path` and, unless dry_run, write it in one transaction.
 
     A dry run writes nothing at all, not even the rejected file. `test_to` sends the first contacts'
-    messages to these numbers instead, as a new campaign marked test.
+    messages to these numbers instead, as a new campaign marked test. A `transport: qstash` campaign needs
+    `publish`: it is checked before anything is written, and called with the new campaign's id once the
+    transaction committed.
     """
     campaign = load_campaign(path)
     if campaign.transport == "qstash":
-        raise InputError(
-            f"{campaign.source}: transport: qstash is not available in this version yet; use transport: jobs"
-        )
+        if publish is None:
+            raise InputError(
+                f"{campaign.source}: transport: qstash cannot be sent from here; use transport: jobs"
+            )
+        publish.check(campaign.source)
     test_numbers = to_test_numbers(test_to, campaign.default_country)
     key = f"test:{uuid4()}" if test_numbers else idempotency_key(campaign, limit, new=new)
     existing = store.find_by_key(conn, tenant_id, key)
@@ -185,6 +201,8 @@ def send_campaign(
             )
         outcome.rejected_path = prep.rejected_path
         outcome.notes = prep.notes
+    if publish is not None and campaign.transport == "qstash" and outcome.created and outcome.record:
+        outcome.published = publish.publish(conn, outcome.record.id)
     if dry_run and outcome.report.messages == 0:
         raise _nothing_to_send(campaign, outcome.report, dry_run=True)
     if outcome.estimate is None:
@@ -212,12 +230,22 @@ def _write(
         if campaign_id is None:  # an identical send committed while we were preparing
             return store.find_by_key(conn, tenant_id, key), False
         store.set_contact_details(conn, campaign_id, test=bool(outcome.test_to), fields=outcome.fields)
-        total = store.copy_messages(conn, tenant_id, campaign_id, messages)
+        queued = campaign.transport == "jobs"
+        total = store.copy_messages(conn, tenant_id, campaign_id, messages, queued=queued)
         if total == 0:
             raise _nothing_to_send(campaign, outcome.report, dry_run=False)
         outcome.estimate = _estimate(campaign, total, start or db_now(conn))
         if total > CONFIRM_ABOVE and not confirm(outcome):
             raise Declined
+        if not queued:
+            store.finish_unqueued_campaign(
+                conn,
+                tenant_id=tenant_id,
+                campaign_id=campaign_id,
+                total=total,
+                instances=list(campaign.instances),
+            )
+            return store.find_by_key(conn, tenant_id, key), True
         store.finish_campaign(
             conn,
             tenant_id=tenant_id,

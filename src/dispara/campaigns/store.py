@@ -108,9 +108,15 @@ def set_contact_details(conn: Connection, campaign_id: UUID, *, test: bool, fiel
 
 
 def copy_messages(
-    conn: Connection, tenant_id: UUID, campaign_id: UUID, messages: Iterable[MessageRow]
+    conn: Connection,
+    tenant_id: UUID,
+    campaign_id: UUID,
+    messages: Iterable[MessageRow],
+    *,
+    queued: bool = True,
 ) -> int:
-    """Stream the messages into message_logs as `queued`; returns how many were written."""
+    """Stream the messages into message_logs as `queued` (else `pending`); returns how many were written."""
+    status, queued_at = ("queued", "now") if queued else ("pending", None)
     count = 0
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     with conn.cursor() as cur, cur.copy(q("message_logs_copy")) as copy:
@@ -126,8 +132,8 @@ def copy_messages(
                     m.media_url,
                     m.file_name,
                     m.instance,
-                    "queued",
-                    "now",
+                    status,
+                    queued_at,
                     dumps(m.contact),
                 )
             )
@@ -156,3 +162,11 @@ def finish_campaign(
 
 def optouts(conn: Connection, tenant_id: UUID) -> set[str]:
     return {row[0] for row in conn.execute(q("optouts_all"), {"tenant_id": tenant_id})}
+
+
+def finish_unqueued_campaign(
+    conn: Connection, *, tenant_id: UUID, campaign_id: UUID, total: int, instances: list[str]
+) -> None:
+    """Set the total of a campaign whose messages another transport delivers (no jobs rows)."""
+    conn.execute(q("campaign_set_total"), {"campaign_id": campaign_id, "total": total})
+    conn.execute(q("instances_ensure"), {"tenant_id": tenant_id, "names": instances})

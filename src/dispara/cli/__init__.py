@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "jobs": ("dispara.cli.jobs_cmd", "jobs"),
     "optout": ("dispara.cli.optout_cmd", "optout"),
     "redrive": ("dispara.cli.worker_cmd", "redrive"),
+    "serve": ("dispara.cli.serve_cmd", "serve"),
     "settings": ("dispara.cli.settings_cmd", "settings"),
     "status": ("dispara.cli.status_cmd", "status"),
     "watch": ("dispara.cli.status_cmd", "watch"),

@@ -13,8 +13,11 @@ from dispara.cli.app import App, pass_app
 from dispara.cli.timefmt import local
 
 if TYPE_CHECKING:
+    from uuid import UUID
+
     from dispara.campaigns.prepare import Report
     from dispara.campaigns.send import SendOutcome
+    from dispara.transports.qstash import PublishReport
 
 
 @click.group()
@@ -76,6 +79,7 @@ def send(
       dispara campaign send campaigns/black-friday.yaml --yes --watch
     """
     from dispara.campaigns.send import Declined, send_campaign
+    from dispara.transports.qstash import CampaignPublisher
 
     def confirm(outcome: SendOutcome) -> bool:
         if yes:
@@ -94,6 +98,7 @@ def send(
             outcome = send_campaign(
                 conn, tenant, file, dry_run=dry_run, limit=limit, new=force_new, confirm=confirm,
                 preview=preview, start_now=start_now, test_to=test_to,
+                publish=CampaignPublisher(app.settings),
             )  # fmt: skip
         except Declined:
             raise click.Abort from None
@@ -191,6 +196,9 @@ def _print_outcome(outcome: SendOutcome, *, evolution: bool) -> None:
         if outcome.scheduled_for
         else "ready to send"
     )
+    if outcome.published is not None:
+        _print_published(r.id, outcome.published)
+        return
     kind = f"test campaign (to {', '.join(outcome.test_to)})" if outcome.test_to else "campaign"
     click.echo(f"created {kind} {r.id}: {r.total_messages:,} messages queued, {when}")
     click.echo(f"next: `dispara worker` sends them; `dispara status {r.id.hex[:8]}` shows progress")
@@ -198,6 +206,25 @@ def _print_outcome(outcome: SendOutcome, *, evolution: bool) -> None:
         click.echo(
             "note: no EVOLUTION_API_URL set: the worker will write messages to the outbox file, not WhatsApp"
         )
+
+
+def _print_published(campaign_id: UUID, published: PublishReport) -> None:
+    finish = (
+        f", the last one released {published.finish_at.astimezone():%Y-%m-%d %H:%M %Z}"
+        if (published.finish_at)
+        else ""
+    )
+    click.echo(
+        f"created campaign {campaign_id}: {published.accepted:,} messages handed to QStash in "
+        f"{published.batches:,} batch(es){finish}"
+    )
+    if published.pending:
+        click.echo(
+            f"dispara: warning: {published.pending:,} messages not accepted by QStash "
+            f"({published.error or 'see the log'}): `dispara redrive` publishes them again",
+            err=True,
+        )
+    click.echo(f"next: `dispara serve` receives them; `dispara status {campaign_id.hex[:8]}` shows progress")
 
 
 def _as_json(outcome: SendOutcome) -> dict[str, Any]:
@@ -231,6 +258,7 @@ def _as_json(outcome: SendOutcome) -> dict[str, Any]:
         "test_to": list(outcome.test_to),
         "notes": outcome.notes,
         "already_sent_as": str(outcome.existing.id) if outcome.existing else None,
+        "qstash": _published_json(outcome.published),
         "report": {label.replace(" ", "_"): value for label, value in _report_rows(report)},
         "reasons": dict(report.reasons),
         "rejected_file": str(outcome.rejected_path) if outcome.rejected_path else None,
@@ -238,6 +266,18 @@ def _as_json(outcome: SendOutcome) -> dict[str, Any]:
             {"phone": m.phone, "instance": m.instance, "type": m.message_type, "content": m.content}
             for m in outcome.preview
         ],
+    }
+
+
+def _published_json(published: PublishReport | None) -> dict[str, Any] | None:
+    if published is None:
+        return None
+    return {
+        "accepted": published.accepted,
+        "pending": published.pending,
+        "batches": published.batches,
+        "finish_at": published.finish_at.isoformat() if published.finish_at else None,
+        "error": published.error,
     }
 
 
@@ -357,15 +397,21 @@ def resume(app: App, campaign_ref: str) -> None:
       dispara campaign resume black-friday
     """
     from dispara.campaigns import control
+    from dispara.transports import qstash
 
     with app.connect() as conn:
         campaign_id = app.campaign_id(conn, campaign_ref)
         status = control.resume(conn, campaign_id)
+        published = qstash.resume(conn, app.settings, campaign_id) if status.changed else None
     click.echo(
         f"campaign {campaign_id} {status}"
         if status.changed
         else f"campaign {campaign_id} is not paused ({status}): nothing to resume"
     )
+    if published is not None and (published.accepted or published.pending):
+        click.echo(f"{published.accepted:,} held messages handed to QStash again")
+        if published.pending:
+            click.echo(f"dispara: warning: {published.pending:,} still pending: {published.error}", err=True)
 
 
 @campaign.command()
@@ -431,6 +477,7 @@ def retry(app: App, campaign_ref: str, transient_only: bool, everything: bool) -
       dispara campaign retry black-friday --transient-only
     """
     from dispara.campaigns import control
+    from dispara.transports import qstash
 
     if transient_only and everything:
         raise click.UsageError("--transient-only and --all exclude each other")
@@ -438,4 +485,9 @@ def retry(app: App, campaign_ref: str, transient_only: bool, everything: bool) -
     with app.connect() as conn:
         campaign_id = app.campaign_id(conn, campaign_ref)
         count = control.retry(conn, campaign_id, scope=scope)
+        again = qstash.retry(conn, app.settings, campaign_id, control.RETRY_KINDS[scope])
+    if again is not None:
+        count, published = again
+        if published.pending:
+            click.echo(f"dispara: warning: {published.pending:,} still pending: {published.error}", err=True)
     click.echo(f"{count:,} failed messages of campaign {campaign_id} queued again")

@@ -124,10 +124,16 @@ def redrive(app: App, max_seconds: float) -> None:
       */1 * * * * dispara redrive --max-seconds 50
     """
     from dispara.queue.redrive import redrive as run_redrive
+    from dispara.transports.qstash import republish_configured
 
     stop = threading.Event()
     with _stop_on_signals(stop):
         report = run_redrive(app.settings, max_seconds=max_seconds, stop_event=stop)
+    published = republish_configured(app.settings)
+    if published is not None and (published.accepted or published.pending):
+        click.echo(f"redrive: QStash {published.accepted:,} published, {published.pending:,} still pending")
+        if published.error:
+            click.echo(f"dispara: warning: {published.error}", err=True)
     click.echo(
         f"redrive: {_plural(report.leases_reset, 'lease')} reset, {_plural(report.rearmed, 'job')} re-armed, "
         f"{_plural(report.resumed, 'instance')} resumed, {_plural(report.pruned, 'old job')} pruned, "

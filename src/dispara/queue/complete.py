@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from dispara.db import Connection
+from dispara.db.clock import db_now
 from dispara.db.queries import q
 from dispara.queue.backoff import DEFAULT_POLICY, RetryPolicy
 from dispara.queue.model import Finished, Outcome, RunEnd
@@ -173,21 +174,8 @@ def apply_batch(
                     result.finished.append(Finished(by_id[job_id].job, status, finished_at))
             for o in outcomes:
                 (result.applied if o.job.id in returned else result.lost).append(o)
-            messages = _message_params(result.applied)
-            if messages["msg_ids"]:
-                job_of = {o.job.message_id: o.job.id for o in result.applied}
-                for message_id, _campaign, status in conn.execute(q("queue_complete_messages"), messages):
-                    moved[job_of[message_id]] = status
-        counters = _campaign_params(result.applied, moved)
-        if counters["ids"]:
-            for row in conn.execute(
-                q("queue_campaign_counters"), {**counters, "pause_after": policy.pause_campaign_after}
-            ):
-                cid, old, new, name, total, sent, failed, first, completed_at, reason = row
-                if new != old and new in ("completed", "paused"):
-                    result.campaigns.append(
-                        CampaignChange(cid, name, new, total, sent, failed, first, completed_at, reason)
-                    )
+            moved = _store_messages(conn, result.applied)
+        result.campaigns = _move_counters(conn, result.applied, moved, policy)
         # Effects on instances follow the sends that happened, even those whose lease was lost.
         pacing = _instance_params(outcomes, ends)
         if pacing["names"]:
@@ -204,3 +192,54 @@ def _halt(conn: Connection, tenant_id: UUID, ends: Sequence[RunEnd]) -> list[Cam
         return []
     rows = conn.execute(q("queue_halt_campaigns"), {"tenant_id": tenant_id, "reason": _text(reason)})
     return [CampaignChange(*row) for row in rows]
+
+
+def _store_messages(conn: Connection, applied: Sequence[Outcome]) -> dict[int, str]:
+    """Write the messages of stored outcomes; job id -> the status its message actually moved into."""
+    moved: dict[int, str] = {}
+    messages = _message_params(applied)
+    if messages["msg_ids"]:
+        job_of = {o.job.message_id: o.job.id for o in applied}
+        for message_id, _campaign, status in conn.execute(q("queue_complete_messages"), messages):
+            moved[job_of[message_id]] = status
+    return moved
+
+
+def _move_counters(
+    conn: Connection, applied: Sequence[Outcome], moved: dict[int, str], policy: RetryPolicy
+) -> list[CampaignChange]:
+    """Move the campaign counters by the messages that moved; the campaigns that completed or paused."""
+    changes: list[CampaignChange] = []
+    counters = _campaign_params(applied, moved)
+    if counters["ids"]:
+        for row in conn.execute(
+            q("queue_campaign_counters"), {**counters, "pause_after": policy.pause_campaign_after}
+        ):
+            cid, old, new, name, total, sent, failed, first, completed_at, reason = row
+            if new != old and new in ("completed", "paused"):
+                changes.append(
+                    CampaignChange(cid, name, new, total, sent, failed, first, completed_at, reason)
+                )
+    return changes
+
+
+def apply_message_outcomes(
+    conn: Connection, outcomes: Sequence[Outcome], *, policy: RetryPolicy = DEFAULT_POLICY
+) -> BatchResult:
+    """Store outcomes of messages that have no job row (QStash deliveries), in one transaction.
+
+    The same message update and counter move as `apply_batch`; each outcome's `job.id` only has to be
+    unique in the batch (the message id does).
+    """
+    result = BatchResult(applied=list(outcomes))
+    with conn.transaction():
+        moved = _store_messages(conn, outcomes)
+        result.campaigns = _move_counters(conn, outcomes, moved, policy)
+        finished_at = db_now(conn)
+    for o in outcomes:
+        status = moved.get(o.job.id)
+        if status in ("sent", "failed"):
+            result.finished.append(
+                Finished(o.job, "completed" if status == "sent" else "failed", finished_at)
+            )
+    return result

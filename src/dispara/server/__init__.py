@@ -1,0 +1,1 @@
+"""`dispara serve`: the HTTP side of dispara (QStash deliveries, publish routes, /dispatch, /healthz)."""
