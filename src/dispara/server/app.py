@@ -32,6 +32,7 @@ from dispara.errors import ConfigError, DisparaError
 from dispara.providers.base import Sender
 from dispara.queue import handlers
 from dispara.queue.webhooks import JobEvents, WebhookDispatcher, resolve_target
+from dispara.server import evolution_hooks
 from dispara.server.deliveries import Answer, BadDelivery, Deliveries, DeliveryBody
 from dispara.server.signature import InvalidSignature, verify
 from dispara.transports.qstash import FAILED_PATH, MESSAGES_PATH, endpoint
@@ -107,6 +108,7 @@ class Server:
         self.sender: Sender | None = None
         self.webhooks = WebhookDispatcher()
         self.deliveries: Deliveries | None = None
+        self.inbox: evolution_hooks.InboxProcessor | None = None
 
     def open(self) -> None:
         from dispara.queue.worker import make_sender
@@ -128,10 +130,16 @@ class Server:
         events = JobEvents(self.webhooks, campaign_level=self.settings.webhook.campaign_events == "campaign")
         ctx = handlers.HandlerContext(self.settings, self.sender)
         self.deliveries = Deliveries(self.settings, self.pool, ctx, events)
+        self.inbox = evolution_hooks.InboxProcessor(self.pool, tenant, self.settings.evolution)
+        self.inbox.start()
+        if not self.settings.evolution.webhook_secret:
+            log.warning("no EVOLUTION_WEBHOOK_SECRET set: every Evolution webhook will be refused (401)")
         if not self.keys:
             log.warning("no QSTASH_CURRENT_SIGNING_KEY set: every QStash delivery will be refused (401)")
 
     def close(self) -> None:
+        if self.inbox is not None:
+            self.inbox.stop()
         if self.deliveries is not None:
             self.deliveries.close()
         self.webhooks.close(5.0)
@@ -279,6 +287,7 @@ def _routes(server: Server) -> list[Route]:
         Route("/dispatch", dispatch, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/campaigns/{ref}", campaign, methods=["GET"]),
+        *evolution_hooks.routes(server),
         Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
     ]
 
@@ -393,10 +402,11 @@ class _AccessLog:
                 line = {
                     "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
                     "method": scope["method"],
-                    "path": scope["path"],
+                    "path": evolution_hooks.loggable_path(scope["path"]),
                     "status": status[0],
                     "ms": round(ms, 2),
                 }
                 access.info(json.dumps(line, separators=(",", ":")))
             else:
-                access.info("%s %s %d %.1fms", scope["method"], scope["path"], status[0], ms)
+                path = evolution_hooks.loggable_path(scope["path"])
+                access.info("%s %s %d %.1fms", scope["method"], path, status[0], ms)

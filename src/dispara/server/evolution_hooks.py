@@ -1,0 +1,151 @@
+"""Evolution's webhooks in `dispara serve`: the secret check, the routes, and the inbox processing thread.
+
+A request is answered as soon as its body is in the inbox (one INSERT); the thread processes it after,
+so Evolution never waits on receipts, opt-outs or pauses, and a crash in between loses nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+import jwt
+from psycopg_pool import ConnectionPool
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from dispara.config import EvolutionConfig
+from dispara.db import Connection
+from dispara.receipts import inbox
+
+if TYPE_CHECKING:
+    from dispara.server.app import Server
+
+log = logging.getLogger("dispara.serve")
+
+BASE_PATH = "/evolution/webhook"
+SECRET_PATH = f"{BASE_PATH}/s/"
+HEADER = "x-dispara-secret"
+_IDLE_S = 1.0
+_PRUNE_EVERY_S = 3600.0
+
+
+class WebhookRefused(Exception):
+    """The request lacks the webhook secret; the reason is safe to log (it never holds the secret)."""
+
+
+def check_secret(secret: str | None, headers: dict[str, str], path_secret: str | None) -> None:
+    """Accept the secret as a header, as the HS256 bearer JWT Evolution signs with it, or in the path."""
+    if not secret:
+        raise WebhookRefused("no EVOLUTION_WEBHOOK_SECRET configured")
+    expected = secret.encode()
+    if path_secret is not None:
+        if hmac.compare_digest(path_secret.encode(), expected):
+            return
+        raise WebhookRefused("wrong secret in the path")
+    given = headers.get(HEADER)
+    if given is not None:
+        if hmac.compare_digest(given.encode(), expected):
+            return
+        raise WebhookRefused(f"wrong {HEADER} header")
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token:
+        _check_jwt(token, secret)
+        return
+    raise WebhookRefused("no secret: neither header, bearer JWT nor secret path")
+
+
+def _check_jwt(token: str, secret: str) -> None:
+    try:
+        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp", "iat"]})
+    except jwt.PyJWTError as exc:
+        raise WebhookRefused(f"bearer JWT refused: {type(exc).__name__}") from None
+    if claims.get("app") != "evolution" or claims.get("action") != "webhook":
+        raise WebhookRefused("bearer JWT is not an Evolution webhook token")
+
+
+def loggable_path(path: str) -> str:
+    """The request path with a secret path segment masked, for access logs."""
+    if path.startswith(SECRET_PATH):
+        rest = path[len(SECRET_PATH) :]
+        _, slash, suffix = rest.partition("/")
+        return f"{SECRET_PATH}****{slash}{suffix}"
+    return path
+
+
+class InboxProcessor:
+    """A thread that processes the inbox when an event arrives, and every second for waiting receipts."""
+
+    def __init__(self, pool: ConnectionPool[Connection], tenant_id: UUID, config: EvolutionConfig) -> None:
+        self.pool, self.tenant_id, self.config = pool, tenant_id, config
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="dispara-evolution-inbox", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stopping.set()
+        self.wake.set()
+        self.thread.join(timeout)
+
+    def _run(self) -> None:
+        pruned = 0.0
+        while not self.stopping.is_set():
+            self.wake.wait(_IDLE_S)
+            self.wake.clear()
+            try:
+                with self.pool.connection() as conn:
+                    inbox.drain(conn, self.tenant_id, self.config)
+                    if time.monotonic() - pruned > _PRUNE_EVERY_S:
+                        inbox.prune(conn)
+                        pruned = time.monotonic()
+            except Exception:
+                # The events stay in the inbox; the next pass takes them again.
+                log.exception("processing Evolution webhook events failed; retrying")
+                self.stopping.wait(_IDLE_S)
+
+
+def routes(server: Server) -> list[Route]:
+    async def webhook(request: Request) -> Response:
+        """
+        summary: An Evolution API webhook event (secret header, HS256 bearer JWT, or secret path)
+        responses:
+          200: {description: recorded (processed shortly after)}
+          400: {description: not an Evolution event}
+          401: {description: no or wrong secret}
+        """
+        secret = server.settings.evolution.webhook_secret
+        try:
+            check_secret(secret, dict(request.headers), request.path_params.get("secret"))
+        except WebhookRefused as exc:
+            log.warning("Evolution webhook refused: %s", exc)
+            return JSONResponse({"error": "missing or wrong webhook secret"}, 401)
+        raw = await server.body(request)
+        try:
+            recorded = await run_in_threadpool(_record, server, raw)
+        except inbox.BadEvent as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+        if server.inbox is not None:
+            server.inbox.wake.set()
+        return JSONResponse({"ok": True, "event": recorded.event})
+
+    return [
+        Route(BASE_PATH, webhook, methods=["POST"]),
+        Route(BASE_PATH + "/s/{secret}", webhook, methods=["POST"], include_in_schema=False),
+        Route(BASE_PATH + "/s/{secret}/{suffix}", webhook, methods=["POST"], include_in_schema=False),
+        Route(BASE_PATH + "/{suffix}", webhook, methods=["POST"]),
+    ]
+
+
+def _record(server: Server, raw: bytes) -> inbox.Recorded:
+    assert server.pool is not None, "server not opened"
+    with server.pool.connection() as conn:
+        return inbox.record(conn, server.tenant, raw)
