@@ -21,7 +21,12 @@ def envelope(event: str, instance: str, data: Any) -> dict[str, Any]:
 
 
 def receipt(
-    instance: str, key_id: str, status: str | None, *, remote_jid: str = "5511987654321@s.whatsapp.net", **extra: Any
+    instance: str,
+    key_id: str,
+    status: str | None,
+    *,
+    remote_jid: str = "5511987654321@s.whatsapp.net",
+    **extra: Any,
 ) -> dict[str, Any]:
     """A `messages.update` of a message we sent (`status=None`: 2.3.6's status-less edit update)."""
     data: dict[str, Any] = {
@@ -70,7 +75,9 @@ def upsert(
 
 
 def connection(instance: str, state: str, status_reason: int = 200) -> dict[str, Any]:
-    return envelope("connection.update", instance, {"instance": instance, "state": state, "statusReason": status_reason})
+    return envelope(
+        "connection.update", instance, {"instance": instance, "state": state, "statusReason": status_reason}
+    )
 
 
 def logout(instance: str) -> dict[str, Any]:

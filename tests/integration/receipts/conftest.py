@@ -11,7 +11,7 @@ from dispara.config import EvolutionConfig
 from dispara.receipts import inbox
 from tests.integration.queue.conftest import Conn, Seeded, seed_campaign
 
-CONFIG = EvolutionConfig(webhook_secret="hook-secret-0123456789")
+CONFIG = EvolutionConfig(webhook_secret="hook-secret-0123456789abcdef0123456789")
 
 
 @dataclass

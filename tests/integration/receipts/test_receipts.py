@@ -1,4 +1,4 @@
-"""messages.update into message_logs: monotonic status, first times, exact counters under duplicates and reorder."""
+"""messages.update into message_logs: status only up, first times, counts exact under duplicates, reorder."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from tests.stubs import evolution_events as ev
 
 def _status(conn: Conn, message_id: int) -> tuple[object, ...]:
     row = conn.execute(
-        "SELECT delivery_status, delivered_at IS NOT NULL, read_at IS NOT NULL FROM message_logs WHERE id = %s",
+        "SELECT delivery_status, delivered_at IS NOT NULL, read_at IS NOT NULL "
+        "FROM message_logs WHERE id = %s",
         (message_id,),
     ).fetchone()
     conn.commit()
