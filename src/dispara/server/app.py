@@ -32,6 +32,7 @@ from dispara.errors import ConfigError, DisparaError
 from dispara.providers.base import Sender
 from dispara.queue import handlers
 from dispara.queue.webhooks import JobEvents, WebhookDispatcher, resolve_target
+from dispara.receipts.setup import mask_secret_path
 from dispara.server import evolution_hooks
 from dispara.server.deliveries import Answer, BadDelivery, Deliveries, DeliveryBody
 from dispara.server.signature import InvalidSignature, verify
@@ -402,11 +403,11 @@ class _AccessLog:
                 line = {
                     "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
                     "method": scope["method"],
-                    "path": evolution_hooks.loggable_path(scope["path"]),
+                    "path": mask_secret_path(scope["path"]),
                     "status": status[0],
                     "ms": round(ms, 2),
                 }
                 access.info(json.dumps(line, separators=(",", ":")))
             else:
-                path = evolution_hooks.loggable_path(scope["path"])
+                path = mask_secret_path(scope["path"])
                 access.info("%s %s %d %.1fms", scope["method"], path, status[0], ms)

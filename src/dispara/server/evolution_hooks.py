@@ -23,14 +23,13 @@ from starlette.routing import Route
 from dispara.config import EvolutionConfig
 from dispara.db import Connection
 from dispara.receipts import inbox
+from dispara.receipts.setup import PATH as BASE_PATH
 
 if TYPE_CHECKING:
     from dispara.server.app import Server
 
 log = logging.getLogger("dispara.serve")
 
-BASE_PATH = "/evolution/webhook"
-SECRET_PATH = f"{BASE_PATH}/s/"
 HEADER = "x-dispara-secret"
 _IDLE_S = 1.0
 _PRUNE_EVERY_S = 3600.0
@@ -68,15 +67,6 @@ def _check_jwt(token: str, secret: str) -> None:
         raise WebhookRefused(f"bearer JWT refused: {type(exc).__name__}") from None
     if claims.get("app") != "evolution" or claims.get("action") != "webhook":
         raise WebhookRefused("bearer JWT is not an Evolution webhook token")
-
-
-def loggable_path(path: str) -> str:
-    """The request path with a secret path segment masked, for access logs."""
-    if path.startswith(SECRET_PATH):
-        rest = path[len(SECRET_PATH) :]
-        _, slash, suffix = rest.partition("/")
-        return f"{SECRET_PATH}****{slash}{suffix}"
-    return path
 
 
 class InboxProcessor:
