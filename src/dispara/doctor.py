@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlsplit
 
 import psycopg
@@ -31,6 +31,9 @@ from dispara.errors import DatabaseError, DisparaError, ServiceError
 from dispara.providers import health
 from dispara.providers.evolution_errors import one_line
 from dispara.providers.outbox import outbox_path
+
+if TYPE_CHECKING:
+    from dispara.providers.evolution import EvolutionSender
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -248,6 +251,41 @@ def _evolution(ctx: _Context) -> list[CheckResult]:
     return [server, *instances]
 
 
+def _evolution_webhooks(ctx: _Context) -> list[CheckResult]:
+    """Each instance's webhook points at `dispara serve` with the secret (receipts, replies, drops).
+
+    Only once EVOLUTION_WEBHOOK_SECRET is set: without it receipts are simply not in use.
+    """
+    from dispara.providers.evolution import EvolutionSender
+    from dispara.receipts import setup
+
+    evo = ctx.settings.evolution
+    if not evo.url or not evo.api_key or not evo.webhook_secret:
+        return []
+    tenant = ctx.tenant()
+    if tenant is None or not tenant.instances:
+        return []  # the evolution check says why
+    try:
+        want = setup.wanted(ctx.settings)
+    except DisparaError as exc:
+        return [_fail("evolution webhooks", str(exc))]
+    with EvolutionSender(evo.url, evo.api_key, typing_delay_ms=0, timeout_extra_s=ctx.timeout) as sender:
+        return [_webhook_of(sender, name, want) for name in tenant.instances]
+
+
+def _webhook_of(sender: EvolutionSender, name: str, want: dict[str, Any]) -> CheckResult:
+    from dispara.receipts import setup
+
+    check = f"evolution webhook {name}"
+    try:
+        problem = setup.problem(sender.find_webhook(name), want)
+    except ServiceError as exc:
+        return _fail(check, str(exc))
+    if problem is None:
+        return _ok(check, f"points at {want['url']}")
+    return _fail(check, problem, f"run `dispara evolution webhook setup --instance {name}`")
+
+
 def _qstash(ctx: _Context) -> list[CheckResult]:
     qstash = ctx.settings.qstash
     if not qstash.token:
@@ -320,6 +358,7 @@ def _webhook(ctx: _Context) -> list[CheckResult]:
 
 SERVICE_CHECKS: Final[tuple[tuple[str, Callable[[_Context], list[CheckResult]]], ...]] = (
     ("evolution", _evolution),
+    ("evolution webhooks", _evolution_webhooks),
     ("qstash", _qstash),
     ("elevenlabs", _elevenlabs),
     ("groq", _groq),
