@@ -58,17 +58,23 @@ def parse_body(raw: bytes) -> tuple[dict[str, Any], Recorded]:
 def record(conn: Connection, tenant_id: UUID, raw: bytes) -> Recorded:
     """Store one webhook body as received (a retried body is stored once); raises `BadEvent` on junk."""
     _, recorded = parse_body(raw)
+    record_many(conn, tenant_id, [(raw, recorded)])
+    return recorded
+
+
+def record_many(conn: Connection, tenant_id: UUID, items: Sequence[tuple[bytes, Recorded]]) -> None:
+    """Store parsed bodies in one statement."""
     conn.execute(
         q("inbox_record"),
         {
             "tenant_id": tenant_id,
-            "digest": hashlib.sha256(raw).digest(),
-            "event": recorded.event,
-            "instance": recorded.instance,
-            "body": raw.decode("utf-8", "replace").replace("\\u0000", ""),
+            "digests": [hashlib.sha256(raw).digest() for raw, _ in items],
+            "events": [r.event for _, r in items],
+            "instances": [r.instance for _, r in items],
+            # PostgreSQL jsonb cannot hold \u0000; the body is kept, minus that escape.
+            "bodies": [raw.decode("utf-8", "replace").replace("\\u0000", "") for raw, _ in items],
         },
     )
-    return recorded
 
 
 @dataclass

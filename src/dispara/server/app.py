@@ -110,6 +110,7 @@ class Server:
         self.webhooks = WebhookDispatcher()
         self.deliveries: Deliveries | None = None
         self.inbox: evolution_hooks.InboxProcessor | None = None
+        self.inbox_writer: evolution_hooks.InboxWriter | None = None
 
     def open(self) -> None:
         from dispara.queue.worker import make_sender
@@ -133,12 +134,16 @@ class Server:
         self.deliveries = Deliveries(self.settings, self.pool, ctx, events)
         self.inbox = evolution_hooks.InboxProcessor(self.pool, tenant, self.settings.evolution)
         self.inbox.start()
+        self.inbox_writer = evolution_hooks.InboxWriter(self.pool, tenant, self.inbox.wake.set)
+        self.inbox_writer.start()
         if not self.settings.evolution.webhook_secret:
             log.warning("no EVOLUTION_WEBHOOK_SECRET set: every Evolution webhook will be refused (401)")
         if not self.keys:
             log.warning("no QSTASH_CURRENT_SIGNING_KEY set: every QStash delivery will be refused (401)")
 
     def close(self) -> None:
+        if self.inbox_writer is not None:
+            self.inbox_writer.stop()
         if self.inbox is not None:
             self.inbox.stop()
         if self.deliveries is not None:

@@ -6,16 +6,20 @@ so Evolution never waits on receipts, opt-outs or pauses, and a crash in between
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import queue
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from uuid import UUID
 
 import jwt
 from psycopg_pool import ConnectionPool
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -24,6 +28,7 @@ from dispara.config import EvolutionConfig
 from dispara.db import Connection
 from dispara.receipts import inbox
 from dispara.receipts.setup import PATH as BASE_PATH
+from dispara.server.grouped import groups
 
 if TYPE_CHECKING:
     from dispara.server.app import Server
@@ -33,6 +38,7 @@ log = logging.getLogger("dispara.serve")
 HEADER = "x-dispara-secret"
 _IDLE_S = 1.0
 _PRUNE_EVERY_S = 3600.0
+MAX_GROUP = 1000
 
 
 class WebhookRefused(Exception):
@@ -67,6 +73,57 @@ def _check_jwt(token: str, secret: str) -> None:
         raise WebhookRefused(f"bearer JWT refused: {type(exc).__name__}") from None
     if claims.get("app") != "evolution" or claims.get("action") != "webhook":
         raise WebhookRefused("bearer JWT is not an Evolution webhook token")
+
+
+class InboxWriter:
+    """Group commit of the inbox: one INSERT and one commit for every body that arrived meanwhile.
+
+    Each request still answers only once its own body is committed; a group that fails fails each of its
+    requests (503, so Evolution retries them).
+    """
+
+    def __init__(
+        self, pool: ConnectionPool[Connection], tenant_id: UUID, on_stored: Callable[[], None]
+    ) -> None:
+        self.pool, self.tenant_id, self.on_stored = pool, tenant_id, on_stored
+        self.items: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="dispara-evolution-inbox-writer", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.items.put(None)
+        self.thread.join(timeout)
+
+    def submit(self, raw: bytes, recorded: inbox.Recorded) -> Future[None]:
+        done: Future[None] = Future()
+        self.items.put(_Pending(raw, recorded, done))
+        return done
+
+    def _run(self) -> None:
+        for group in groups(self.items, MAX_GROUP):
+            self._store(group)
+
+    def _store(self, group: list[_Pending]) -> None:
+        try:
+            with self.pool.connection() as conn:
+                inbox.record_many(conn, self.tenant_id, [(p.raw, p.recorded) for p in group])
+        except Exception as exc:
+            log.error("recording %d Evolution webhook event(s) failed: %s", len(group), type(exc).__name__)
+            for p in group:
+                p.done.set_exception(exc)
+            return
+        for p in group:
+            p.done.set_result(None)
+        self.on_stored()
+
+
+@dataclass(frozen=True)
+class _Pending:
+    raw: bytes
+    recorded: inbox.Recorded
+    done: Future[None]
 
 
 class InboxProcessor:
@@ -120,11 +177,14 @@ def routes(server: Server) -> list[Route]:
             return JSONResponse({"error": "missing or wrong webhook secret"}, 401)
         raw = await server.body(request)
         try:
-            recorded = await run_in_threadpool(_record, server, raw)
+            _, recorded = inbox.parse_body(raw)
         except inbox.BadEvent as exc:
             return JSONResponse({"error": str(exc)}, 400)
-        if server.inbox is not None:
-            server.inbox.wake.set()
+        assert server.inbox_writer is not None, "server not opened"
+        try:
+            await asyncio.wrap_future(server.inbox_writer.submit(raw, recorded))
+        except Exception:
+            return JSONResponse({"error": "not recorded, retry"}, 503)
         return JSONResponse({"ok": True, "event": recorded.event})
 
     return [
@@ -133,9 +193,3 @@ def routes(server: Server) -> list[Route]:
         Route(BASE_PATH + "/s/{secret}/{suffix}", webhook, methods=["POST"], include_in_schema=False),
         Route(BASE_PATH + "/{suffix}", webhook, methods=["POST"]),
     ]
-
-
-def _record(server: Server, raw: bytes) -> inbox.Recorded:
-    assert server.pool is not None, "server not opened"
-    with server.pool.connection() as conn:
-        return inbox.record(conn, server.tenant, raw)

@@ -1,9 +1,11 @@
 -- Evolution's webhooks: the inbox, receipts, replies and instance connection state.
 
 -- name: inbox_record
--- The one write a webhook request makes. A retried body (same bytes) is stored once.
+-- The one write webhook requests make, for every request that arrived meanwhile (group commit).
+-- A retried body (same bytes) is stored once, also when both copies are in the same group.
 INSERT INTO evolution_inbox (tenant_id, digest, event, instance, body)
-VALUES (%(tenant_id)s, %(digest)s, %(event)s, %(instance)s, %(body)s::jsonb)
+SELECT %(tenant_id)s, d, e, i, b::jsonb
+FROM unnest(%(digests)s::bytea[], %(events)s::text[], %(instances)s::text[], %(bodies)s::text[]) AS u(d, e, i, b)
 ON CONFLICT (tenant_id, digest) DO NOTHING;
 
 -- name: inbox_claim
