@@ -32,6 +32,7 @@ class EvolutionConfig(_Section):
     optout_keywords: list[str] = Field(
         default_factory=lambda: ["SAIR", "PARAR", "STOP", "CANCELAR", "DESCADASTRAR"], min_length=1
     )
+    optout_confirmation: str | None = None
     receipt_wait_s: float = Field(3600.0, gt=0)
     soft_pause_s: float = Field(60.0, ge=0)
 

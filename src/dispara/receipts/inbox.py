@@ -83,7 +83,8 @@ class Processed:
     receipts: int = 0
     waiting: int = 0
     replies: int = 0
-    optouts: list[str] = field(default_factory=list)
+    optouts: list[tuple[str, str]] = field(default_factory=list)
+    """(instance, phone) of each number a reply opted out."""
     connections: int = 0
     ignored: int = 0
 
@@ -157,7 +158,7 @@ def _apply(
             if outcome != "duplicate reply":
                 result.replies += 1
             if outcome.startswith("opt-out "):
-                result.optouts.append(outcome.removeprefix("opt-out "))
+                result.optouts.append((row.instance, outcome.removeprefix("opt-out ")))
         elif isinstance(parsed, ConnectionChange):
             outcomes[row.id] = _connection(conn, tenant_id, config, row, parsed)
             result.connections += 1

@@ -132,7 +132,7 @@ class Server:
         events = JobEvents(self.webhooks, campaign_level=self.settings.webhook.campaign_events == "campaign")
         ctx = handlers.HandlerContext(self.settings, self.sender)
         self.deliveries = Deliveries(self.settings, self.pool, ctx, events)
-        self.inbox = evolution_hooks.InboxProcessor(self.pool, tenant, self.settings.evolution)
+        self.inbox = evolution_hooks.InboxProcessor(self.pool, tenant, self.settings.evolution, self.sender)
         self.inbox.start()
         self.inbox_writer = evolution_hooks.InboxWriter(self.pool, tenant, self.inbox.wake.set)
         self.inbox_writer.start()

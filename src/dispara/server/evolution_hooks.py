@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from dispara.config import EvolutionConfig
 from dispara.db import Connection
+from dispara.providers.base import OutgoingMessage, Sender
 from dispara.receipts import inbox
 from dispara.receipts.setup import PATH as BASE_PATH
 from dispara.server.grouped import groups
@@ -129,8 +130,14 @@ class _Pending:
 class InboxProcessor:
     """A thread that processes the inbox when an event arrives, and every second for waiting receipts."""
 
-    def __init__(self, pool: ConnectionPool[Connection], tenant_id: UUID, config: EvolutionConfig) -> None:
-        self.pool, self.tenant_id, self.config = pool, tenant_id, config
+    def __init__(
+        self,
+        pool: ConnectionPool[Connection],
+        tenant_id: UUID,
+        config: EvolutionConfig,
+        sender: Sender | None = None,
+    ) -> None:
+        self.pool, self.tenant_id, self.config, self.sender = pool, tenant_id, config, sender
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="dispara-evolution-inbox", daemon=True)
@@ -150,7 +157,7 @@ class InboxProcessor:
             self.wake.clear()
             try:
                 with self.pool.connection() as conn:
-                    inbox.drain(conn, self.tenant_id, self.config)
+                    done = inbox.drain(conn, self.tenant_id, self.config)
                     if time.monotonic() - pruned > _PRUNE_EVERY_S:
                         inbox.prune(conn)
                         pruned = time.monotonic()
@@ -158,6 +165,19 @@ class InboxProcessor:
                 # The events stay in the inbox; the next pass takes them again.
                 log.exception("processing Evolution webhook events failed; retrying")
                 self.stopping.wait(_IDLE_S)
+                continue
+            self._confirm(done.optouts)
+
+    def _confirm(self, optouts: list[tuple[str, str]]) -> None:
+        """The confirmation text, after the opt-outs are committed: at most once per opt-out."""
+        text = self.config.optout_confirmation
+        if not text or self.sender is None:
+            return
+        for instance, phone in optouts:
+            try:
+                self.sender.send(OutgoingMessage(instance, phone, "text", text, None, None, None))
+            except Exception as exc:
+                log.warning("opt-out confirmation via %s not sent: %s", instance, type(exc).__name__)
 
 
 def routes(server: Server) -> list[Route]:

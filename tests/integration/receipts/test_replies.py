@@ -26,7 +26,7 @@ def test_a_sair_reply_quoting_our_message_opts_out_and_counts_a_reply(conn: Conn
     )
     post(conn, sent.tenant_id, body)
     result = drain(conn, sent.tenant_id)
-    assert result.optouts == [PHONE]
+    assert result.optouts == [("inst-a", PHONE)]
     assert _optout(conn, PHONE) == ("respondeu SAIR", sent.campaign_id)
     row = conn.execute("SELECT reply_text, replied_at IS NOT NULL FROM message_logs").fetchone()
     assert row == (" Sair! ", True)
@@ -59,7 +59,7 @@ def test_the_phone_comes_from_whichever_field_is_a_phone_jid(conn: Conn) -> None
         ev.upsert("inst-a", "K4", "CANCELAR", remote_jid="4444@lid", quoted=sent.keys[3]),
     )
     result = drain(conn, sent.tenant_id)
-    assert sorted(result.optouts) == phones
+    assert sorted(p for _, p in result.optouts) == phones
     assert receipts_of(conn, sent.campaign_id)["replied"] == 4
 
 
@@ -87,7 +87,7 @@ def test_text_is_read_through_wrappers(conn: Conn) -> None:
         sent.tenant_id,
         ev.upsert("inst-a", "K1", "", remote_jid=f"{PHONE}@s.whatsapp.net", message=wrapped),
     )
-    assert drain(conn, sent.tenant_id).optouts == [PHONE]
+    assert drain(conn, sent.tenant_id).optouts == [("inst-a", PHONE)]
 
 
 def test_groups_broadcasts_newsletters_and_our_own_messages_are_not_replies(conn: Conn) -> None:
@@ -110,7 +110,7 @@ def test_a_repeated_upsert_is_one_reply(conn: Conn) -> None:
     body = ev.upsert("inst-a", "K1", "SAIR", remote_jid=f"{PHONE}@s.whatsapp.net")
     post(conn, sent.tenant_id, body, {**body, "date_time": "2025-12-10T12:00:00.000Z"})
     result = drain(conn, sent.tenant_id)
-    assert result.replies == 1 and result.optouts == [PHONE]
+    assert result.replies == 1 and result.optouts == [("inst-a", PHONE)]
     assert receipts_of(conn, sent.campaign_id)["replied"] == 1
 
 

@@ -135,3 +135,35 @@ def test_events_recorded_before_a_crash_are_processed_by_the_next_serve(
     with TestClient(create_app(hook_settings), base_url=PUBLIC_URL):
         wait_for(lambda: receipts_of(conn, sent.campaign_id)["read"] == 1, what="the next serve's pass")
     assert scalar(conn, "SELECT count(*) FROM evolution_inbox WHERE processed_at IS NULL") == 0
+
+
+def test_an_opt_out_is_confirmed_once_when_a_text_is_configured(
+    db_dsn: str, tmp_path: Path, conn: Conn
+) -> None:
+    from dispara.providers.evolution import EvolutionSender
+    from tests.integration.queue.conftest import API_KEY
+    from tests.stubs.evolution_stub import EvolutionStub
+
+    phone = "5511987654321"
+    sent = sent_campaign(conn, 1, phones=[phone])
+    with EvolutionStub(api_key=API_KEY) as stub:
+        settings = qstash_settings(db_dsn, tmp_path / "data", stub.url)
+        config = CONFIG.model_copy(
+            update={"optout_confirmation": "Pronto, você não receberá mais mensagens."}
+        )
+        settings = settings.model_copy(update={"evolution": config})
+        sender = EvolutionSender(stub.url, API_KEY, typing_delay_ms=0)
+        with TestClient(create_app(settings, sender=sender), base_url=PUBLIC_URL) as client:
+            body = ev.upsert("inst-a", "R1", "SAIR", remote_jid=f"{phone}@s.whatsapp.net")
+            for copy in (body, body | {"date_time": "again"}):  # retried with another envelope: one reply
+                client.post("/evolution/webhook", json=copy, headers={"X-Dispara-Secret": SECRET})
+            wait_for(lambda: len(stub.sends()) == 1, what="the confirmation")
+            wait_for(
+                lambda: scalar(conn, "SELECT count(*) FROM evolution_inbox WHERE processed_at IS NULL") == 0,
+                what="both copies processed",
+            )
+        sender.close()
+        (confirmation,) = stub.sends()
+        assert confirmation.instance == "inst-a" and confirmation.body["number"] == phone
+        assert confirmation.body["text"] == "Pronto, você não receberá mais mensagens."
+    assert receipts_of(conn, sent.campaign_id)["replied"] == 1
