@@ -15,6 +15,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import psycopg
+
 from dispara import optouts
 from dispara.config import EvolutionConfig
 from dispara.db import Connection
@@ -153,15 +155,14 @@ def _apply(
         parsed = events.parse(row.body)
         if isinstance(parsed, Receipt):
             receipts.append((row, parsed))
-        elif isinstance(parsed, Reply):
-            outcomes[row.id] = outcome = _reply(conn, tenant_id, config, row, parsed)
-            if outcome != "duplicate reply":
+        elif isinstance(parsed, Reply | ConnectionChange):
+            outcomes[row.id] = outcome = _isolated(conn, tenant_id, config, row, parsed)
+            if isinstance(parsed, ConnectionChange):
+                result.connections += 1
+            elif outcome != "duplicate reply" and not outcome.startswith("error"):
                 result.replies += 1
             if outcome.startswith("opt-out "):
                 result.optouts.append((row.instance, outcome.removeprefix("opt-out ")))
-        elif isinstance(parsed, ConnectionChange):
-            outcomes[row.id] = _connection(conn, tenant_id, config, row, parsed)
-            result.connections += 1
         else:
             outcomes[row.id] = f"ignored: {parsed.why}"
             result.ignored += 1
@@ -174,6 +175,21 @@ def _apply(
         )
     if outcomes:
         conn.execute(q("inbox_done"), {"ids": list(outcomes), "outcomes": list(outcomes.values())})
+
+
+def _isolated(
+    conn: Connection, tenant_id: UUID, config: EvolutionConfig, row: _Row, event: Reply | ConnectionChange
+) -> str:
+    """One reply or connection change in a savepoint: one that breaks is closed as an error, not retried
+    forever with the rest of its batch."""
+    try:
+        with conn.transaction():
+            if isinstance(event, Reply):
+                return _reply(conn, tenant_id, config, row, event)
+            return _connection(conn, tenant_id, config, row, event)
+    except psycopg.Error as exc:
+        log.error("Evolution event %d (%s) failed: %s", row.id, row.event, type(exc).__name__)
+        return f"error: {type(exc).__name__}"
 
 
 def _receipts(

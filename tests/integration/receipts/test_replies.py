@@ -128,3 +128,28 @@ def test_a_sair_reply_cancels_the_numbers_queued_messages_in_other_campaigns(
         "SELECT phone_number, status FROM message_logs WHERE campaign_id = %s", (other.campaign_id,)
     ).fetchall()
     assert dict(rows) == {PHONE: "cancelled", "5511987650009": "sent"}
+
+
+def test_an_event_the_database_refuses_is_closed_as_an_error_and_the_batch_goes_on(conn: Conn) -> None:
+    sent = sent_campaign(conn, 1, phones=[PHONE])
+    conn.execute(
+        "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.key_id = 'BOOM' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$"
+    )
+    conn.execute(
+        "CREATE TRIGGER boom BEFORE INSERT ON evolution_replies FOR EACH ROW EXECUTE FUNCTION boom()"
+    )
+    conn.commit()
+    jid = f"{PHONE}@s.whatsapp.net"
+    post(
+        conn,
+        sent.tenant_id,
+        ev.upsert("inst-a", "BOOM", "SAIR", remote_jid=jid),
+        ev.receipt("inst-a", sent.keys[0], "READ"),
+        ev.upsert("inst-a", "K2", "obrigado", remote_jid=jid),
+    )
+    result = drain(conn, sent.tenant_id)
+    assert (result.replies, result.receipts, result.optouts) == (1, 1, [])
+    outcomes = dict(conn.execute("SELECT id, outcome FROM evolution_inbox ORDER BY id").fetchall())
+    conn.commit()
+    assert list(outcomes.values()) == ["error: RaiseException", "receipt READ", "reply"]
