@@ -40,6 +40,7 @@ HEADER = "x-dispara-secret"
 _IDLE_S = 1.0
 _PRUNE_EVERY_S = 3600.0
 MAX_GROUP = 1000
+_JWT_LEEWAY_S = 30
 
 
 class WebhookRefused(Exception):
@@ -69,7 +70,10 @@ def check_secret(secret: str | None, headers: dict[str, str], path_secret: str |
 
 def _check_jwt(token: str, secret: str) -> None:
     try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp", "iat"]})
+        # Evolution's clock may run a little ahead of ours: iat in the near future is no forgery.
+        claims = jwt.decode(
+            token, secret, algorithms=["HS256"], leeway=_JWT_LEEWAY_S, options={"require": ["exp", "iat"]}
+        )
     except jwt.PyJWTError as exc:
         raise WebhookRefused(f"bearer JWT refused: {type(exc).__name__}") from None
     if claims.get("app") != "evolution" or claims.get("action") != "webhook":
