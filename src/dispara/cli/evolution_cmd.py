@@ -12,12 +12,22 @@ from dispara.cli.app import App, pass_app
 
 @click.group()
 def evolution() -> None:
-    """The Evolution API server's side of dispara."""
+    """The Evolution API server's side of dispara.
+
+    \b
+    Example:
+      dispara evolution webhook setup --all
+    """
 
 
 @evolution.group()
 def webhook() -> None:
-    """The per-instance webhooks that bring receipts, replies and connection changes to `dispara serve`."""
+    """The per-instance webhooks that bring receipts, replies and connection changes to `dispara serve`.
+
+    \b
+    Example:
+      dispara evolution webhook setup --instance loja-01
+    """
 
 
 @webhook.command()
