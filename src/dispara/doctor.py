@@ -86,6 +86,8 @@ class TenantData:
     exists: bool
     settings: Mapping[str, str] = field(default_factory=dict)
     instances: tuple[str, ...] = ()
+    webhook_pauses: Mapping[str, str] = field(default_factory=dict)
+    """Instances Evolution's webhooks reported disconnected, with the reason."""
 
 
 # ---- database ----------------------------------------------------------------------------------------
@@ -155,7 +157,8 @@ def _tenant_data(conn: Connection, name: str) -> TenantData:
     values = tenant_settings.all_values(conn, tenant_id)
     params = {"tenant_id": tenant_id, "days": RECENT_DAYS}
     instances = tuple(str(r[0]) for r in conn.execute(q("doctor_instances"), params) if r[0])
-    return TenantData(name, exists=True, settings=values, instances=instances)
+    pauses = {str(n): str(r) for n, r in conn.execute(q("doctor_webhook_pauses"), {"tenant_id": tenant_id})}
+    return TenantData(name, exists=True, settings=values, instances=instances, webhook_pauses=pauses)
 
 
 # ---- services ----------------------------------------------------------------------------------------
@@ -270,7 +273,11 @@ def _evolution_webhooks(ctx: _Context) -> list[CheckResult]:
     except DisparaError as exc:
         return [_fail("evolution webhooks", str(exc))]
     with EvolutionSender(evo.url, evo.api_key, typing_delay_ms=0, timeout_extra_s=ctx.timeout) as sender:
-        return [_webhook_of(sender, name, want) for name in tenant.instances]
+        results = [_webhook_of(sender, name, want) for name in tenant.instances]
+    hint = "reconnect it (QR code in the Evolution manager); sending resumes when Evolution reports it open"
+    for name, reason in sorted(tenant.webhook_pauses.items()):
+        results.append(_fail(f"evolution instance {name} paused", reason, hint))
+    return results
 
 
 def _webhook_of(sender: EvolutionSender, name: str, want: dict[str, Any]) -> CheckResult:

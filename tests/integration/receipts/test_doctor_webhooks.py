@@ -1,7 +1,8 @@
-"""`dispara doctor` reports instances whose Evolution webhook is missing or points elsewhere."""
+"""`dispara doctor` reports instances whose Evolution webhook is wrong, and those Evolution reported down."""
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from pytest_httpx import HTTPXMock
 
@@ -17,6 +18,15 @@ def test_doctor_flags_a_webhook_that_points_elsewhere(
     env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], httpx_mock: HTTPXMock, db_dsn: str
 ) -> None:
     seed(db_dsn)
+    with psycopg.connect(db_dsn) as conn:  # what a `logout.instance` webhook leaves behind
+        tid = conn.execute("SELECT id FROM tenants WHERE name = 'default'").fetchone()
+        assert tid is not None
+        conn.execute(
+            "INSERT INTO instances (tenant_id, name, paused_until, pause_reason, webhook_paused) "
+            "VALUES (%s, 'vendas-1', now() + interval '10 years', "
+            "'Evolution: logged out of WhatsApp (logout.instance)', true)",
+            (tid[0],),
+        )
     for name, value in {
         "EVOLUTION_API_URL": EVO,
         "EVOLUTION_API_KEY": EVO_KEY,
@@ -37,7 +47,13 @@ def test_doctor_flags_a_webhook_that_points_elsewhere(
         "events": list(setup.EVENTS),
     }
     httpx_mock.add_response(url=f"{EVO}/webhook/find/vendas-1", json=found)
-    check = statuses(capsys)["evolution webhook vendas-1"]
+    results = statuses(capsys)
+    check = results["evolution webhook vendas-1"]
     assert check["status"] == "fail"
     assert check["detail"] == "webhook points elsewhere (https://old.example.com/hook)"
     assert check["hint"] == "run `dispara evolution webhook setup --instance vendas-1`"
+    paused = results["evolution instance vendas-1 paused"]
+    assert (paused["status"], paused["detail"]) == (
+        "fail",
+        "Evolution: logged out of WhatsApp (logout.instance)",
+    )

@@ -198,3 +198,9 @@ GROUP BY 1;
 
 -- name: campaign_receipt_counters
 SELECT delivered_count, read_count, replied_count FROM campaigns WHERE id = %(campaign_id)s;
+
+-- name: doctor_webhook_pauses
+SELECT name, pause_reason
+FROM instances
+WHERE tenant_id = %(tenant_id)s AND webhook_paused AND paused_until > now()
+ORDER BY name;
