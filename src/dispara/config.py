@@ -29,6 +29,13 @@ class EvolutionConfig(_Section):
     api_key: str | None = None
     typing_delay_ms: int = Field(1200, ge=0)
     timeout_extra_s: float = Field(60.0, gt=0)
+    webhook_secret: str | None = None
+    optout_keywords: list[str] = Field(
+        default_factory=lambda: ["SAIR", "PARAR", "STOP", "CANCELAR", "DESCADASTRAR"], min_length=1
+    )
+    optout_confirmation: str | None = None
+    receipt_wait_s: float = Field(3600.0, gt=0)
+    soft_pause_s: float = Field(60.0, ge=0)
 
 
 class QStashConfig(_Section):
@@ -149,6 +156,7 @@ ENV_KEYS: dict[str, str] = {
     "DISPARA_DATA_DIR": "data_dir",
     "EVOLUTION_API_URL": "evolution.url",
     "EVOLUTION_API_KEY": "evolution.api_key",
+    "EVOLUTION_WEBHOOK_SECRET": "evolution.webhook_secret",
     "QSTASH_URL": "qstash.url",
     "QSTASH_TOKEN": "qstash.token",
     "QSTASH_CURRENT_SIGNING_KEY": "qstash.current_signing_key",
@@ -170,6 +178,7 @@ ENV_KEYS: dict[str, str] = {
 SECRET_KEYS = frozenset(
     {
         "evolution.api_key",
+        "evolution.webhook_secret",
         "qstash.token",
         "qstash.current_signing_key",
         "qstash.next_signing_key",

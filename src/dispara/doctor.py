@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlsplit
 
 import psycopg
@@ -32,6 +32,9 @@ from dispara.providers import health
 from dispara.providers.evolution_errors import one_line
 from dispara.providers.outbox import outbox_path
 from dispara.redact import scrub
+
+if TYPE_CHECKING:
+    from dispara.providers.evolution import EvolutionSender
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -84,6 +87,8 @@ class TenantData:
     exists: bool
     settings: Mapping[str, str] = field(default_factory=dict)
     instances: tuple[str, ...] = ()
+    webhook_pauses: Mapping[str, str] = field(default_factory=dict)
+    """Instances Evolution's webhooks reported disconnected, with the reason."""
 
 
 # ---- database ----------------------------------------------------------------------------------------
@@ -155,7 +160,8 @@ def _tenant_data(conn: Connection, name: str) -> TenantData:
     values = tenant_settings.all_values(conn, tenant_id)
     params = {"tenant_id": tenant_id, "days": RECENT_DAYS}
     instances = tuple(str(r[0]) for r in conn.execute(q("doctor_instances"), params) if r[0])
-    return TenantData(name, exists=True, settings=values, instances=instances)
+    pauses = {str(n): str(r) for n, r in conn.execute(q("doctor_webhook_pauses"), {"tenant_id": tenant_id})}
+    return TenantData(name, exists=True, settings=values, instances=instances, webhook_pauses=pauses)
 
 
 # ---- services ----------------------------------------------------------------------------------------
@@ -252,6 +258,45 @@ def _evolution(ctx: _Context) -> list[CheckResult]:
     return [server, *instances]
 
 
+def _evolution_webhooks(ctx: _Context) -> list[CheckResult]:
+    """Each instance's webhook points at `dispara serve` with the secret (receipts, replies, drops).
+
+    Only once EVOLUTION_WEBHOOK_SECRET is set: without it receipts are simply not in use.
+    """
+    from dispara.providers.evolution import EvolutionSender
+    from dispara.receipts import setup
+
+    evo = ctx.settings.evolution
+    if not evo.url or not evo.api_key or not evo.webhook_secret:
+        return []
+    tenant = ctx.tenant()
+    if tenant is None or not tenant.instances:
+        return []  # the evolution check says why
+    try:
+        want = setup.wanted(ctx.settings)
+    except DisparaError as exc:
+        return [_fail("evolution webhooks", str(exc))]
+    with EvolutionSender(evo.url, evo.api_key, typing_delay_ms=0, timeout_extra_s=ctx.timeout) as sender:
+        results = [_webhook_of(sender, name, want) for name in tenant.instances]
+    hint = "reconnect it (QR code in the Evolution manager); sending resumes when Evolution reports it open"
+    for name, reason in sorted(tenant.webhook_pauses.items()):
+        results.append(_fail(f"evolution instance {name} paused", reason, hint))
+    return results
+
+
+def _webhook_of(sender: EvolutionSender, name: str, want: dict[str, Any]) -> CheckResult:
+    from dispara.receipts import setup
+
+    check = f"evolution webhook {name}"
+    try:
+        problem = setup.problem(sender.find_webhook(name), want)
+    except ServiceError as exc:
+        return _fail(check, str(exc))
+    if problem is None:
+        return _ok(check, f"points at {want['url']}")
+    return _fail(check, problem, f"run `dispara evolution webhook setup --instance {name}`")
+
+
 def _qstash(ctx: _Context) -> list[CheckResult]:
     qstash = ctx.settings.qstash
     if not qstash.token:
@@ -324,6 +369,7 @@ def _webhook(ctx: _Context) -> list[CheckResult]:
 
 SERVICE_CHECKS: Final[tuple[tuple[str, Callable[[_Context], list[CheckResult]]], ...]] = (
     ("evolution", _evolution),
+    ("evolution webhooks", _evolution_webhooks),
     ("qstash", _qstash),
     ("elevenlabs", _elevenlabs),
     ("groq", _groq),

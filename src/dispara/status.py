@@ -24,6 +24,28 @@ _ID_PREFIX = re.compile(r"^[0-9a-f-]{4,36}$")
 
 
 @dataclass
+class Receipts:
+    """What Evolution's webhooks reported about sent messages: delivered, read, replied (each once)."""
+
+    delivered: int = 0
+    read: int = 0
+    replied: int = 0
+
+    def as_json(self, sent: int) -> dict[str, Any]:
+        def rate(n: int) -> float | None:
+            return round(n / sent, 4) if sent else None
+
+        return {
+            "delivered": self.delivered,
+            "read": self.read,
+            "replied": self.replied,
+            "delivered_rate": rate(self.delivered),
+            "read_rate": rate(self.read),
+            "reply_rate": rate(self.replied),
+        }
+
+
+@dataclass
 class InstanceProgress:
     name: str
     sent: int = 0
@@ -34,6 +56,7 @@ class InstanceProgress:
     pause_reason: str | None = None
     gap_s: float | None = None
     sent_today: int = 0
+    receipts: Receipts = field(default_factory=Receipts)
 
     @property
     def paused(self) -> bool:
@@ -69,6 +92,7 @@ class Snapshot:
     """Messages whose time has come and that no worker holds."""
     stalled_since: datetime | None = None
     """Set when messages are due but no worker has taken one since then: nothing is sending."""
+    receipts: Receipts = field(default_factory=Receipts)
 
     @property
     def finished(self) -> bool:
@@ -112,6 +136,7 @@ class Snapshot:
             "status_reason": self.status_reason,
             "total": self.total,
             **{status: self.counts[status] for status in MESSAGE_STATUSES},
+            **self.receipts.as_json(self.counts["sent"]),
             "percent_done": round(self.percent, 2),
             "rate_per_min": self.rate_per_min,
             "rate_since_start_per_min": _round(self.rate_since_start_per_min),
@@ -133,6 +158,7 @@ class Snapshot:
                     "paused": i.paused,
                     "paused_until": _iso(i.paused_until),
                     "pause_reason": i.pause_reason,
+                    **i.receipts.as_json(i.sent),
                 }
                 for i in self.instances
             ],
@@ -178,6 +204,7 @@ def snapshot(conn: Connection, tenant_id: UUID, campaign_id: UUID) -> Snapshot:
     )  # fmt: skip
     delay_mean = (float(row[11]) + float(row[12])) / 2
     _count(conn, snap)
+    _receipts(conn, snap)
     _pacing(conn, snap, tenant_id, delay_mean)
     _activity(conn, snap, float(row[12]))
     snap.errors = [
@@ -199,6 +226,19 @@ def _count(conn: Connection, snap: Snapshot) -> None:
         elif status in {"pending", "queued", "sending"}:
             progress.pending += count
     snap.instances = sorted(by_instance.values(), key=lambda i: i.name)
+
+
+def _receipts(conn: Connection, snap: Snapshot) -> None:
+    by_name = {i.name: i for i in snap.instances}
+    for name, delivered, read, replied in conn.execute(
+        q("campaign_receipts_by_instance"), {"campaign_id": snap.id}
+    ):
+        counts = Receipts(delivered, read, replied)
+        if name in by_name:
+            by_name[name].receipts = counts
+        snap.receipts.delivered += delivered
+        snap.receipts.read += read
+        snap.receipts.replied += replied
 
 
 def _pacing(conn: Connection, snap: Snapshot, tenant_id: UUID, delay_mean: float) -> None:

@@ -20,6 +20,7 @@ from dispara.errors import InputError
 EXPORT_COLUMNS = (
     "phone", "instance", "status", "type", "content", "media_url", "queued_at", "sent_at",
     "evolution_key", "error", "retry_count", "updated_at",
+    "delivery_status", "delivered_at", "read_at", "replied_at", "reply_text",
 )  # fmt: skip
 
 

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("dispara.cli.config_cmd", "config"),
     "db": ("dispara.cli.db_cmd", "db"),
     "doctor": ("dispara.cli.doctor_cmd", "doctor"),
+    "evolution": ("dispara.cli.evolution_cmd", "evolution"),
     "jobs": ("dispara.cli.jobs_cmd", "jobs"),
     "optout": ("dispara.cli.optout_cmd", "optout"),
     "redrive": ("dispara.cli.worker_cmd", "redrive"),

@@ -117,6 +117,7 @@ def line(snap: Snapshot) -> str:
         f"{snap.status} {snap.done}/{snap.total} "
         f"({snap.percent:.1f}%) sent {snap.counts['sent']} failed {snap.counts['failed']} "
         f"pending {snap.counts['queued'] + snap.counts['sending'] + snap.counts['pending']} "
+        f"delivered {snap.receipts.delivered} read {snap.receipts.read} replied {snap.receipts.replied} "
         f"rate {snap.rate_per_min:.0f}/min eta {eta}"
     )
 
@@ -137,6 +138,19 @@ def _disagreement(snap: Snapshot) -> str:
     return (
         f"warning: campaign counters ({snap.counter_sent} sent, {snap.counter_failed} failed) disagree with "
         f"message_logs ({snap.counts['sent']} sent, {snap.counts['failed']} failed)"
+    )
+
+
+def _percent(n: int, of: int) -> str:
+    return f" ({100 * n / of:.1f}%)" if of else ""
+
+
+def _receipts_line(snap: Snapshot) -> str:
+    """Delivered, read and replied, as shares of the messages sent."""
+    r, sent = snap.receipts, snap.counts["sent"]
+    return (
+        f"delivered {r.delivered}{_percent(r.delivered, sent)}  read {r.read}{_percent(r.read, sent)}  "
+        f"replied {r.replied}{_percent(r.replied, sent)}"
     )
 
 
@@ -176,18 +190,23 @@ def render(snap: Snapshot, failures: list[tuple[str, str, str, datetime]]) -> Re
         + (f", {since:.1f}/min since start" if since is not None else "")
         + f"; ETA {duration(snap.eta_seconds)}"
     )
-    parts: list[RenderableType] = [head, times, bar, counts, rates]
+    parts: list[RenderableType] = [head, times, bar, counts, _receipts_line(snap), rates]
     stalled = _stalled(snap)
     if stalled:
         parts.append(Text(stalled, style="bold yellow"))
     if snap.instances:
         table = Table(
-            "instance", "sent", "failed", "pending", "next send", "paused", box=None, pad_edge=False
-        )
+            "instance", "sent", "failed", "pending", "next send", "paused", "delivered/read/replied",
+            box=None, pad_edge=False,
+        )  # fmt: skip
         for i in snap.instances:
             paused = f"until {_clock(i.paused_until)}: {i.pause_reason}" if i.paused else "-"
             next_send = "-" if snap.finished or not i.pending else _clock(i.next_send_at)
-            table.add_row(i.name, str(i.sent), str(i.failed), str(i.pending), next_send, paused)
+            r = i.receipts
+            table.add_row(
+                i.name, str(i.sent), str(i.failed), str(i.pending), next_send, paused,
+                f"{r.delivered}/{r.read}/{r.replied}",
+            )  # fmt: skip
         parts.append(table)
     if snap.errors:
         errors = Table("count", "top errors", box=None, pad_edge=False)

@@ -180,6 +180,31 @@ class EvolutionSender:
         state = inner.get("state") if isinstance(inner, dict) else None
         return _STATES.get(state, "unknown") if isinstance(state, str) else "unknown"
 
+    # ---- what `dispara evolution webhook setup` needs ----------------------------------------------------
+    def find_webhook(self, instance: str) -> dict[str, Any] | None:
+        """The instance's webhook as Evolution stores it (`GET /webhook/find`), or None when it has none."""
+        path = f"/webhook/find/{quote(instance, safe='')}"
+        data = parse_json(self._request("GET", path, instance=instance, number=None).content)
+        return data if isinstance(data, dict) and data else None
+
+    def set_webhook(self, instance: str, webhook: dict[str, Any]) -> None:
+        """Replace the instance's webhook (`POST /webhook/set`, the body nested under `webhook`)."""
+        path = f"/webhook/set/{quote(instance, safe='')}"
+        self._request("POST", path, instance=instance, number=None, body={"webhook": webhook})
+
+    def instance_names(self) -> list[str]:
+        """Every instance on the server (`GET /instance/fetchInstances`: name or instance.instanceName)."""
+        data = parse_json(self._request("GET", "/instance/fetchInstances", instance="", number=None).content)
+        names = []
+        for item in data if isinstance(data, list) else []:
+            inner = item.get("instance") if isinstance(item, dict) else None
+            name = item.get("name") if isinstance(item, dict) else None
+            if not isinstance(name, str) and isinstance(inner, dict):
+                name = inner.get("instanceName")
+            if isinstance(name, str) and name:
+                names.append(name)
+        return names
+
     def _url(self, path: str) -> httpx.URL:
         url = self._urls.get(path)
         if url is None:  # parsing a URL is a measurable share of a send: one per (route, instance)

@@ -34,6 +34,8 @@ from dispara.queue import handlers
 from dispara.queue.backoff import RetryPolicy
 from dispara.queue.webhooks import JobEvents, WebhookDispatcher, resolve_target
 from dispara.queue.worker import new_worker_id
+from dispara.receipts.setup import mask_secret_path
+from dispara.server import evolution_hooks
 from dispara.server.deliveries import Answer, BadDelivery, Deliveries, DeliveryBody
 from dispara.server.signature import InvalidSignature, verify
 from dispara.transports.qstash import FAILED_PATH, MESSAGES_PATH, endpoint
@@ -111,6 +113,8 @@ class Server:
             settings, worker=f"serve:{new_worker_id()}", policy=RetryPolicy.of(settings.worker)
         )
         self.deliveries: Deliveries | None = None
+        self.inbox: evolution_hooks.InboxProcessor | None = None
+        self.inbox_writer: evolution_hooks.InboxWriter | None = None
 
     def open(self) -> None:
         from dispara.queue.worker import make_sender
@@ -134,10 +138,20 @@ class Server:
         policy = RetryPolicy.of(self.settings.worker)
         ctx = handlers.HandlerContext(self.settings, self.sender, policy, tenant_id=tenant)
         self.deliveries = Deliveries(self.settings, self.pool, ctx, events, tenant)
+        self.inbox = evolution_hooks.InboxProcessor(self.pool, tenant, self.settings.evolution, self.sender)
+        self.inbox.start()
+        self.inbox_writer = evolution_hooks.InboxWriter(self.pool, tenant, self.inbox.wake.set)
+        self.inbox_writer.start()
+        if not self.settings.evolution.webhook_secret:
+            log.warning("no EVOLUTION_WEBHOOK_SECRET set: every Evolution webhook will be refused (401)")
         if not self.keys:
             log.warning("no QSTASH_CURRENT_SIGNING_KEY set: every QStash delivery will be refused (401)")
 
     def close(self) -> None:
+        if self.inbox_writer is not None:
+            self.inbox_writer.stop()
+        if self.inbox is not None:
+            self.inbox.stop()
         if self.deliveries is not None:
             self.deliveries.close()
         self.webhooks.close(5.0)
@@ -285,6 +299,7 @@ def _routes(server: Server) -> list[Route]:
         Route("/dispatch", dispatch, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/campaigns/{ref}", campaign, methods=["GET"]),
+        *evolution_hooks.routes(server),
         Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
     ]
 
@@ -399,10 +414,11 @@ class _AccessLog:
                 line = {
                     "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
                     "method": scope["method"],
-                    "path": scope["path"],
+                    "path": mask_secret_path(scope["path"]),
                     "status": status[0],
                     "ms": round(ms, 2),
                 }
                 access.info(json.dumps(line, separators=(",", ":")))
             else:
-                access.info("%s %s %d %.1fms", scope["method"], scope["path"], status[0], ms)
+                path = mask_secret_path(scope["path"])
+                access.info("%s %s %d %.1fms", scope["method"], path, status[0], ms)

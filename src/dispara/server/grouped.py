@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from psycopg_pool import ConnectionPool
 
@@ -25,10 +25,30 @@ from dispara.queue.model import Outcome
 log = logging.getLogger("dispara.serve")
 
 MAX_GROUP = 500
+T = TypeVar("T")
 
 Before = Callable[[Connection, list[tuple[Outcome, Any]]], None]
 """Runs once in the group's transaction before its outcomes are stored, with each one's `extra`
 (releasing the instance leases in one statement)."""
+
+
+def groups(items: queue.Queue[T | None] | queue.SimpleQueue[T | None], limit: int) -> Iterator[list[T]]:
+    """What arrived meanwhile, up to `limit` at a time, until a None is taken (after its group)."""
+    while True:
+        first = items.get()
+        if first is None:
+            return
+        group = [first]
+        while len(group) < limit:
+            try:
+                more = items.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:
+                yield group
+                return
+            group.append(more)
+        yield group
 
 
 @dataclass
@@ -67,20 +87,7 @@ class GroupCommit:
         self.thread.join(10)
 
     def _loop(self) -> None:
-        while True:
-            first = self.items.get()
-            if first is None:
-                return
-            group = [first]
-            while len(group) < MAX_GROUP:
-                try:
-                    more = self.items.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._store(group)
-                    return
-                group.append(more)
+        for group in groups(self.items, MAX_GROUP):
             self._store(group)
 
     def _store(self, group: list[_Item]) -> None:
