@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from dispara.cli.app import App, pass_app
+from dispara.states import CAMPAIGN_STATUSES, MESSAGE_STATUSES
 
 if TYPE_CHECKING:
     from dispara.campaigns.prepare import Report
@@ -178,12 +179,8 @@ def _as_json(outcome: SendOutcome) -> dict[str, Any]:
     }
 
 
-STATUSES = ("pending", "scheduled", "processing", "paused", "completed", "cancelled", "failed")
-MESSAGE_STATUSES = ("pending", "queued", "sending", "sent", "failed", "cancelled")
-
-
 @campaign.command("list")
-@click.option("--status", type=click.Choice(STATUSES), help="Only campaigns in this status.")
+@click.option("--status", type=click.Choice(CAMPAIGN_STATUSES), help="Only campaigns in this status.")
 @click.option(
     "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many, newest first."
 )

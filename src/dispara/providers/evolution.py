@@ -19,7 +19,7 @@ import httpx
 
 import dispara
 from dispara.errors import ConfigError, PermanentServiceError
-from dispara.providers.base import MESSAGE_TYPES, InstanceState, OutgoingMessage, SendResult
+from dispara.providers.base import InstanceState, OutgoingMessage, SendResult
 from dispara.providers.evolution_errors import (
     classify_response,
     classify_transport_error,
@@ -27,6 +27,7 @@ from dispara.providers.evolution_errors import (
 )
 from dispara.providers.http1 import Http1Client, Reply
 from dispara.redact import public_url
+from dispara.states import MESSAGE_TYPES
 
 _Response: TypeAlias = httpx.Response | Reply  # a Reply only for a 2xx without Content-Encoding
 
