@@ -12,8 +12,9 @@ from pytest_httpx import HTTPXMock
 
 from dispara.errors import ConfigError, PermanentServiceError
 from dispara.providers.base import OutgoingMessage, Sender, UnknownInstanceError
-from dispara.providers.evolution import EvolutionSender, media_file_name, public_url
+from dispara.providers.evolution import EvolutionSender, media_file_name
 from dispara.providers.evolution_errors import ApiKeyRejectedError
+from dispara.redact import public_url
 
 BASE = "https://evo.example.com/"
 KEY = "sk-live-SECRET-0123456789"
