@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from functools import wraps
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from uuid import UUID
 
 import psycopg
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -88,6 +89,7 @@ class QueueCollector(Collector):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.conn: Connection | None = None
+        self.tenant: UUID | None = None
         self.lock = threading.Lock()
         self.read_at = float("-inf")
         self.depth: list[tuple[str, int]] = []
@@ -120,7 +122,9 @@ class QueueCollector(Collector):
         try:
             if self.conn is None or self.conn.closed or self.conn.broken:
                 self.conn = connect(self.settings, autocommit=True)
-            params = {"tenant_id": tenant_id(self.conn, self.settings.tenant)}
+            if self.tenant is None:
+                self.tenant = tenant_id(self.conn, self.settings.tenant)
+            params = {"tenant_id": self.tenant}
             self.depth = [(str(i), int(n)) for i, n in self.conn.execute(q("metrics_queue_depth"), params)]
             self.paused = [str(r[0]) for r in self.conn.execute(q("metrics_paused_instances"), params)]
             self.read_at = time.monotonic()
