@@ -61,20 +61,26 @@ class TextFormatter(_Redacting):
 class JsonFormatter(_Redacting):
     """One JSON object per record: time (UTC, ISO 8601), level, logger, message, the known fields, exc."""
 
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        given = tuple(secrets)
+        # The line is masked once, after encoding: a secret with a quote or a backslash is escaped there.
+        super().__init__((*given, *(json.dumps(s, ensure_ascii=False)[1:-1] for s in given)))
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": self.redact(record.getMessage()),
+            "message": record.getMessage(),
         }
+        fields = record.__dict__
         for name in FIELDS:
-            value = record.__dict__.get(name, _context.get(name))
+            value = fields.get(name, _context.get(name))
             if value is not None:
-                entry[name] = value if isinstance(value, int | float) else self.redact(str(value))
+                entry[name] = value if isinstance(value, int | float) else str(value)
         if record.exc_info:
-            entry["exc"] = self.redact(self.formatException(record.exc_info))
-        return json.dumps(entry, ensure_ascii=False)
+            entry["exc"] = self.formatException(record.exc_info)
+        return self.redact(json.dumps(entry, ensure_ascii=False))
 
 
 def level_for(verbose: int, debug: bool, floor: int = logging.WARNING) -> int:

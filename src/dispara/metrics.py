@@ -5,6 +5,7 @@ paused instances.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -47,6 +48,8 @@ CLAIM_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
     registry=REGISTRY,
 )
+_LABELLED = {"sent": SENDS, "done": DONE, "failed": FAILURES}
+_PLAIN = {"retry": RETRIES, "release": RELEASED}
 QUEUE_READ_EVERY_S = 5.0  # a scrape more frequent than this gets the previous reading
 
 P = ParamSpec("P")
@@ -54,18 +57,22 @@ R = TypeVar("R")
 
 
 def record(result: BatchResult) -> None:
-    """Count the outcomes a completer has just stored."""
+    """Count the outcomes a completer has just stored (tallied first: a labelled inc takes a lock)."""
+    counts: collections.Counter[tuple[str, str]] = collections.Counter()
     for o in result.applied:
         if o.kind == "sent":
-            SENDS.labels(o.job.instance or "").inc()
+            counts["sent", o.job.instance or ""] += 1
         elif o.kind == "done":
-            DONE.labels(o.job.task_type).inc()
+            counts["done", o.job.task_type] += 1
         elif o.kind == "failed":
-            FAILURES.labels(o.error_kind or "unknown").inc()
-        elif o.kind == "retry":
-            RETRIES.inc()
-        elif o.kind == "release":
-            RELEASED.inc()
+            counts["failed", o.error_kind or "unknown"] += 1
+        else:
+            counts[o.kind, ""] += 1
+    for (kind, label), n in counts.items():
+        if kind in _LABELLED:
+            _LABELLED[kind].labels(label).inc(n)
+        elif kind in _PLAIN:
+            _PLAIN[kind].inc(n)
     LOST.inc(len(result.lost))
 
 

@@ -64,5 +64,8 @@ _URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     """Free text (a log line, an error) with the secrets, URL credentials and DSN passwords masked."""
-    text = _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), text)
-    return scrub(_KV_PASSWORD.sub(rf"\g<1>{MASK}", text), secrets)
+    if "://" in text:  # the checks first: a log line seldom has either, and the regexes cost
+        text = _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), text)
+    if "password" in text.lower():
+        text = _KV_PASSWORD.sub(rf"\g<1>{MASK}", text)
+    return scrub(text, secrets)

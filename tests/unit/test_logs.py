@@ -97,3 +97,9 @@ def test_configure_replaces_the_handler_and_sets_the_level() -> None:
         assert root.level == logging.DEBUG
     finally:
         root.handlers[:], root.level, root.propagate = saved[0], saved[1], saved[2]
+
+
+def test_a_secret_json_would_escape_is_masked_too() -> None:
+    odd = 'k"ey\\with-quote-and-backslash'
+    line = logs.JsonFormatter([odd]).format(record("auth %s refused", odd))
+    assert json.loads(line)["message"] == "auth **** refused"
