@@ -80,7 +80,7 @@ def _setup_logs(app: App, fmt: logs.LogFormat) -> Callable[[str], None]:
     floor = logging.INFO if fmt == "json" else logging.WARNING
     logs.configure(fmt, logs.level_for(app.verbose, app.debug, floor), secret_values(app.settings))
     if fmt == "json":
-        return logging.getLogger("dispara.cli").warning
+        return logging.getLogger("dispara.cli").info
     return lambda text: click.echo(text, err=True)
 
 

@@ -179,7 +179,6 @@ class Completer:
     def record(self, result: BatchResult) -> None:
         t = self.shared.tally
         worker = self.shared.worker_id
-        metrics.record(result)
         verbose = log.isEnabledFor(logging.INFO)
         for o in result.applied:
             if o.kind == "done":
@@ -214,6 +213,7 @@ class Completer:
                 log.warning(
                     "campaign %s paused: %s", change.name, change.reason, extra={**where, "outcome": "paused"}
                 )
+        metrics.record(result)
 
 
 def log_fields(o: Outcome, worker: str) -> dict[str, object]:
