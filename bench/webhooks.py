@@ -28,9 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import ROOT, fresh_database, postgres_cpu, seed, worker_env
 from bench.serve import free_port, process_cpu
-from tests.stubs.webhook_emitter import receipt_plan
-
 from dispara.providers.http1 import Http1Client
+from tests.stubs.webhook_emitter import receipt_plan
 
 SECRET = "bench-webhook-secret-0123456789abcdef"
 

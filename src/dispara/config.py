@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -316,6 +317,19 @@ def mask(key: str, value: Any) -> str:
     if key == "database_url" or key.endswith("url") or "://" in text:
         return mask_url(text)
     return text
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret the settings hold (keys, tokens, passwords in URLs), to mask them in free text."""
+    found: list[str] = []
+    for key, value in _flatten(settings.model_dump()):
+        if not isinstance(value, str) or not value:
+            continue
+        if key in SECRET_KEYS:
+            found.append(value)
+        elif "://" in value and (password := urlsplit(value).password):
+            found.append(password)
+    return found
 
 
 def mask_dsn(dsn: str) -> str:

@@ -53,6 +53,10 @@ class SchemaBehindError(DatabaseError):
     """An external database whose schema is missing or older than this version of dispara."""
 
 
+class SchemaChangedError(DatabaseError):
+    """An applied migration is not the file this dispara ships (edited after it ran, or unknown to it)."""
+
+
 class ServiceError(DisparaError):
     """An external service (Evolution, QStash, ElevenLabs, Groq, Storage, webhook) failed."""
 

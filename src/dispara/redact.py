@@ -61,3 +61,15 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
         text = text.replace(secret, MASK)
     return text
+
+
+_URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
+    """Free text (a log line, an error) with the secrets, URL credentials and DSN passwords masked."""
+    if "://" in text:  # the checks first: a log line seldom has either, and the regexes cost
+        text = _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), text)
+    if "password" in text.lower():
+        text = _KV_PASSWORD.sub(rf"\g<1>{MASK}", text)
+    return scrub(text, secrets)

@@ -14,9 +14,8 @@ from uuid import UUID
 from dispara.db import Connection
 from dispara.db.queries import q
 from dispara.errors import InputError, NotFoundError
+from dispara.states import CAMPAIGN_FINISHED, MESSAGE_SENDABLE, MESSAGE_STATUSES
 
-MESSAGE_STATUSES = ("pending", "queued", "sending", "sent", "failed", "cancelled")
-FINISHED = frozenset({"completed", "cancelled", "failed"})
 DEFAULT_ZONE = "America/Sao_Paulo"
 # Due messages untouched this long (and never less than three pacing gaps) mean no worker is running.
 STALL_AFTER_S = 120.0
@@ -96,7 +95,7 @@ class Snapshot:
 
     @property
     def finished(self) -> bool:
-        return self.status in FINISHED
+        return self.status in CAMPAIGN_FINISHED
 
     @property
     def done(self) -> int:
@@ -223,7 +222,7 @@ def _count(conn: Connection, snap: Snapshot) -> None:
             progress.sent += count
         elif status == "failed":
             progress.failed += count
-        elif status in {"pending", "queued", "sending"}:
+        elif status in MESSAGE_SENDABLE:
             progress.pending += count
     snap.instances = sorted(by_instance.values(), key=lambda i: i.name)
 

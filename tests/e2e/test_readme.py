@@ -59,6 +59,15 @@ BOUNDED: dict[str, Bounded] = {
         expect=130,
         interrupt_after=r"Black Friday 2025: \w+ \d+/\d+",
     ),
+    "dispara worker --log-format json --metrics-port 9464 --metrics-host 0.0.0.0": Bounded(
+        "dispara worker --log-format json --metrics-port 0 --max-seconds 5",
+        "a worker runs until Ctrl-C; five seconds show it starts with JSON logs and its metrics endpoint, "
+        "on a free port of the loopback interface rather than a fixed public one",
+    ),
+    "dispara evolution webhook setup --all": Bounded(
+        "{readme} --yes",
+        "it asks before changing each instance's webhook; the test answers yes up front",
+    ),
     "*/1 * * * * dispara redrive": Bounded(
         "dispara redrive --max-seconds 5",
         "a crontab line: the command it schedules runs once, draining for at most five seconds",
@@ -78,7 +87,7 @@ BOUNDED: dict[str, Bounded] = {
 
 # Commands that talk to outside services run against the local stubs of those services (the environment a
 # deployment would set), as written otherwise.
-STUBBED = ("dispara audio ",)
+STUBBED = ("dispara audio ", "dispara evolution ")
 
 
 def _without_comment(line: str) -> str:
@@ -143,6 +152,8 @@ def services(tmp_path: Path) -> Iterator[dict[str, str]]:
             "GROQ_API_KEY": STUB_KEY,
             "EVOLUTION_API_URL": evolution.url,
             "EVOLUTION_API_KEY": STUB_KEY,
+            "EVOLUTION_WEBHOOK_SECRET": "readme-webhook-secret-0123456789",
+            "DISPARA_PUBLIC_URL": "https://dispara.example.com",
         }
 
 

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,9 +23,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def stub() -> EvolutionStub:
+def stub() -> Iterator[EvolutionStub]:
     with EvolutionStub(api_key=API_KEY) as server:
-        yield server  # type: ignore[misc]
+        yield server
 
 
 def config(tmp_path: Path, lease_s: float = 1.5, grace_s: float = 5.0) -> Path:

@@ -9,8 +9,8 @@ import pytest
 
 from dispara.config import Settings
 from dispara.db import migrate
-from dispara.db.connect import connect
-from dispara.errors import SchemaBehindError
+from dispara.db.connect import Database, connect, ensure_schema
+from dispara.errors import SchemaBehindError, SchemaChangedError
 from tests.helpers import run_cli
 
 TABLES = {
@@ -140,3 +140,51 @@ def test_notify_fires_once_per_insert_statement(db_dsn: str) -> None:
         received = list(listener.notifies(timeout=2.0, stop_after=5))
     assert len(received) == 1
     assert received[0].channel == "dispara_jobs"
+
+
+def test_a_changed_applied_migration_is_refused_naming_it(db_dsn: str, tmp_path: Path) -> None:
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute("UPDATE dispara_migrations SET checksum = 'edited' WHERE version = 2")
+    second = migrate.available()[1]
+    with pytest.raises(
+        SchemaChangedError, match=f"migration 0002_{second.name} was changed after it was applied"
+    ):
+        connect(Settings(database_url=db_dsn, data_dir=tmp_path))
+
+
+def test_a_changed_migration_stops_the_embedded_database_too(db_dsn: str) -> None:
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute("UPDATE dispara_migrations SET checksum = 'edited' WHERE version = 1")
+    with psycopg.connect(db_dsn) as conn, pytest.raises(SchemaChangedError, match="migration 0001_schema"):
+        ensure_schema(Database(db_dsn, embedded=True), conn)
+
+
+def test_an_applied_migration_this_dispara_does_not_ship_is_refused(db_dsn: str, tmp_path: Path) -> None:
+    with psycopg.connect(db_dsn) as conn:  # version 0 is never shipped, and leaves the current version alone
+        conn.execute("INSERT INTO dispara_migrations (version, name, checksum) VALUES (0, 'other', 'x')")
+    with pytest.raises(SchemaChangedError, match="migration 0000_other is applied but this dispara"):
+        connect(Settings(database_url=db_dsn, data_dir=tmp_path))
+
+
+def test_the_cli_reports_a_changed_migration_in_one_line(
+    db_dsn: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute("UPDATE dispara_migrations SET checksum = 'edited' WHERE version = 1")
+    monkeypatch.setenv("DATABASE_URL", db_dsn)
+    monkeypatch.setenv("DISPARA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(capsys, "jobs", "list")
+    assert result.code == 5
+    [line] = result.err.splitlines()
+    assert line.startswith("dispara: error: the database ") and "0001_schema was changed" in line
+
+
+def test_a_migration_missing_below_the_current_version_is_pending(db_dsn: str, tmp_path: Path) -> None:
+    # A migration merged after a newer one was applied: the database is at the latest version without it.
+    second = migrate.available()[1]
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute("DELETE FROM dispara_migrations WHERE version = %s", (second.version,))
+        assert [m.version for m in migrate.pending(conn)] == [second.version]
+    with pytest.raises(SchemaBehindError, match=f"lacks migration\\(s\\) 0002_{second.name}: run"):
+        connect(Settings(database_url=db_dsn, data_dir=tmp_path))

@@ -170,8 +170,8 @@ def test_a_role_the_server_does_not_know_is_a_database_error(cli_env: dict[str, 
 
 
 def test_failed_messages_have_their_own_documented_exit_code() -> None:
-    assert ExitCode.FAILED_MESSAGES == 7
-    assert ExitCode.UNEXPECTED == 1
+    assert int(ExitCode.FAILED_MESSAGES) == 7
+    assert int(ExitCode.UNEXPECTED) == 1
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert "7 the\n  campaign finished with failed messages" in readme or (
         "7 the campaign finished with failed messages" in " ".join(readme.split())

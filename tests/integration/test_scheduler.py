@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -22,7 +23,7 @@ def at(text: str) -> datetime:
 
 
 def campaign(conn: psycopg.Connection[tuple[object, ...]], status: str, scheduled_for: datetime | None,
-             document: dict[str, object]) -> UUID:  # fmt: skip
+             document: Mapping[str, object]) -> UUID:  # fmt: skip
     tenant = conn.execute(
         "INSERT INTO tenants (name) VALUES ('t') ON CONFLICT (name) DO UPDATE SET name = 't' RETURNING id"
     ).fetchone()

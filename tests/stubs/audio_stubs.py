@@ -156,8 +156,8 @@ class ElevenLabsStub(_Server):
             }
             return JSONResponse({"detail": detail}, status_code=404)
         if not isinstance(body, dict) or not body.get("text"):
-            detail = [{"type": "missing", "loc": ["body", "text"], "msg": "Field required"}]
-            return JSONResponse({"detail": detail}, status_code=422)
+            missing = [{"type": "missing", "loc": ["body", "text"], "msg": "Field required"}]
+            return JSONResponse({"detail": missing}, status_code=422)
         fmt = request.query_params.get("output_format", "mp3_44100_128")
         headers = {"request-id": uuid.uuid4().hex, "character-cost": str(len(body["text"]))}
         if fmt.startswith("opus_") and self.opus:

@@ -200,7 +200,7 @@ class _Server:
             log_level="warning",
             access_log=False,
             server_header=False,
-            timeout_keep_alive=keepalive_s,
+            timeout_keep_alive=keepalive_s,  # type: ignore[arg-type]  # a float works: tests use fractions
             timeout_graceful_shutdown=1,
             backlog=1024,
         )
@@ -307,6 +307,7 @@ class EvolutionStub:
         self._in_flight: Counter[str | None] = Counter()  # None: every instance
         self._max_in_flight: Counter[str | None] = Counter()
         self._instance_id = str(uuid.uuid4())
+        self._webhooks: dict[str, dict[str, Any]] = {}
         self._requested_port = port
         self._port: int | None = None
         self._keepalive_s = keepalive_timeout_s
@@ -436,10 +437,9 @@ class EvolutionStub:
         finally:
             if sending:
                 self._leave(call.instance)
-        if not isinstance(reply, Response):
-            reply = JSONResponse(reply, status_code=status)
-        reply.headers.update(self.behaviour.reply_headers)
-        return reply
+        answer: Response = reply if isinstance(reply, Response) else JSONResponse(reply, status_code=status)
+        answer.headers.update(self.behaviour.reply_headers)
+        return answer
 
     @staticmethod
     def _call(request: Request, raw: bytes) -> _Call:
@@ -480,6 +480,8 @@ class EvolutionStub:
                 return 503, _LICENSE_REQUIRED, 0.0
             if call.method == "GET" and call.group == "instance" and call.route == "fetchInstances":
                 return self._fetch_instances(b, call)
+            if call.group == "webhook" and call.instance is not None:
+                return self._webhook(b, call)
             known = (call.method == "POST" and call.group == "message" and call.route in _SEND_ROUTES) or (
                 call.method == "GET" and call.group == "instance" and call.route == "connectionState"
             )
@@ -558,6 +560,27 @@ class EvolutionStub:
             "instanceId": self._instance_id,
             "source": "web",
         }
+
+    def _webhook(self, b: Behaviour, call: _Call) -> tuple[int, Any, float]:
+        # GET /webhook/find/{instance} and POST /webhook/set/{instance} (body nested under `webhook`).
+        if call.headers.get("apikey") != b.api_key:
+            return 401, _envelope(401, "Unauthorized"), 0.0
+        assert call.instance is not None
+        if call.method == "GET" and call.route == "find":
+            return 200, self._webhooks.get(call.instance, {}), b.latency_s
+        if call.method == "POST" and call.route == "set" and isinstance(call.body, dict):
+            hook = call.body.get("webhook")
+            if not isinstance(hook, dict) or not hook.get("url"):
+                return 400, _envelope(400, [['instance requires property "webhook"']]), 0.0
+            stored = {"instanceId": self._instance_id, **hook}
+            self._webhooks[call.instance] = stored
+            return 201, stored, b.latency_s
+        return 404, _envelope(404, [f"Cannot {call.method} {call.path}"]), 0.0
+
+    def webhooks(self) -> dict[str, dict[str, Any]]:
+        """The webhook each instance was given through `POST /webhook/set`."""
+        with self.lock:
+            return dict(self._webhooks)
 
     def _fetch_instances(self, b: Behaviour, call: _Call) -> tuple[int, Any, float]:
         # No instance in the path, so only the key guard; with `instanceName` an unknown name is a 404.

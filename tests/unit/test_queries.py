@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
-from dispara.db.queries import _parse, q
+from dispara.db.queries import _all, _parse, q
 
 
 def test_named_queries_load_from_package_files() -> None:
@@ -20,3 +23,30 @@ def test_unknown_query_name_is_a_clear_error() -> None:
 def test_duplicate_names_are_refused() -> None:
     with pytest.raises(RuntimeError, match="defined twice"):
         _parse("-- name: a\nSELECT 1;\n-- name: a\nSELECT 2;\n", "x.sql", {})
+
+
+_Q_CALL = re.compile(r"""\bq\(\s*["']([a-z_][a-z0-9_]*)["']\s*\)""")
+_ANY_Q_CALL = re.compile(r"\bq\(")
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def _q_calls() -> dict[str, list[str]]:
+    """Query name -> the source files that call q() with it; fails on a q() whose name is not a literal."""
+    calls: dict[str, list[str]] = {}
+    for path in sorted(SRC.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        literal = _Q_CALL.findall(text)
+        where = str(path.relative_to(SRC))
+        if path.name != "queries.py":  # its own definition, `def q(name: str)`
+            assert len(literal) == len(_ANY_Q_CALL.findall(text)), f"{where}: q() with a computed name"
+        for name in literal:
+            calls.setdefault(name, []).append(where)
+    return calls
+
+
+def test_every_named_query_is_used_and_every_q_call_names_a_query() -> None:
+    defined = set(_all())
+    used = _q_calls()
+    assert sorted(defined - set(used)) == [], "named queries no code calls: remove them"
+    unknown = {name: files for name, files in used.items() if name not in defined}
+    assert unknown == {}, "q() names no query"

@@ -9,15 +9,16 @@ from uuid import UUID
 from dispara.db import Connection
 from dispara.db.queries import q
 from dispara.errors import InputError
+from dispara.states import ERROR_KINDS
 
 SETTLE_S = 30.0  # how long pause and cancel wait for the sends in flight (an HTTP timeout's worth)
 SETTLE_POLL_S = 0.02
 
 # Which failed messages `retry` takes: never numbers that are not on WhatsApp unless asked to.
-RETRY_KINDS = {
+RETRY_KINDS: dict[str, list[str]] = {
     "transient": ["transient"],
     "default": ["transient", "permanent"],
-    "all": ["transient", "permanent", "not_on_whatsapp"],
+    "all": list(ERROR_KINDS),
 }
 
 

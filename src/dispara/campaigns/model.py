@@ -33,6 +33,7 @@ from dispara.campaigns.names import normalize_key
 from dispara.campaigns.templates import Template, TemplateSyntaxError, parse
 from dispara.campaigns.yamlfile import read_yaml
 from dispara.errors import InputError
+from dispara.states import MessageType, Transport
 
 __all__ = [
     "DEFAULT_TIMEZONE",
@@ -64,7 +65,6 @@ _HHMM: Final = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 _URL: Final = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
 _KEYED: Final = "dispara_keyed"
 
-MessageType = Literal["text", "image", "video", "document", "audio"]
 NonEmpty = Annotated[str, Field(min_length=1)]
 
 
@@ -294,7 +294,7 @@ class Campaign(_Model):
     instances: tuple[NonEmpty, ...] = Field(min_length=1)
     delay: Delay = Field(default_factory=Delay)
     schedule: Schedule | None = None
-    transport: Literal["jobs", "qstash"] = "jobs"
+    transport: Transport = "jobs"
     retries: int = Field(2, ge=0)
     templates: tuple[TemplateSpec, ...] = Field(min_length=1)
 

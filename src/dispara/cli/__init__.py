@@ -5,7 +5,6 @@ Every error that reaches `main()` becomes one line on stderr and the exit code o
 
 from __future__ import annotations
 
-import logging
 import sys
 import traceback
 from importlib import import_module
@@ -13,7 +12,7 @@ from typing import Any
 
 import click
 
-from dispara import __version__
+from dispara import __version__, logs
 from dispara.cli.app import App
 from dispara.errors import DisparaError, ExitCode, exit_code_for
 
@@ -71,18 +70,8 @@ def cli(ctx: click.Context, config_file: str | None, tenant: str | None, verbose
       dispara campaign send campaigns/example.yaml
     """
     _Flags.debug = debug
-    _setup_logging(verbose, debug)
+    logs.configure("text", logs.level_for(verbose, debug))
     ctx.obj = App(config_file=config_file, tenant=tenant, verbose=verbose, debug=debug)
-
-
-def _setup_logging(verbose: int, debug: bool) -> None:
-    level = logging.DEBUG if debug or verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s", "%H:%M:%S"))
-    root = logging.getLogger("dispara")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
 
 
 def _report(exc: BaseException) -> int:

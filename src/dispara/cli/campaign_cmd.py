@@ -11,6 +11,7 @@ import click
 
 from dispara.cli.app import App, pass_app
 from dispara.cli.timefmt import local
+from dispara.states import CAMPAIGN_STATUSES, MESSAGE_STATUSES
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -281,12 +282,8 @@ def _published_json(published: PublishReport | None) -> dict[str, Any] | None:
     }
 
 
-STATUSES = ("pending", "scheduled", "processing", "paused", "completed", "cancelled", "failed")
-MESSAGE_STATUSES = ("pending", "queued", "sending", "sent", "failed", "cancelled")
-
-
 @campaign.command("list")
-@click.option("--status", type=click.Choice(STATUSES), help="Only campaigns in this status.")
+@click.option("--status", type=click.Choice(CAMPAIGN_STATUSES), help="Only campaigns in this status.")
 @click.option(
     "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many, newest first."
 )

@@ -7,8 +7,7 @@ import json
 import click
 
 from dispara.cli.app import App, pass_app
-
-_STATUSES = ["pending", "processing", "completed", "failed", "cancelled"]
+from dispara.states import JOB_STATUSES
 
 
 def _when(value: object) -> str:
@@ -37,7 +36,7 @@ def jobs() -> None:
 
 
 @jobs.command("list")
-@click.option("--status", type=click.Choice(_STATUSES), help="Only jobs in this status.")
+@click.option("--status", type=click.Choice(JOB_STATUSES), help="Only jobs in this status.")
 @click.option("--type", "task_type", metavar="T", help="Only jobs of this task type (e.g. send-message).")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")

@@ -2,33 +2,34 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING
 
 import click
 
+from dispara import logs
 from dispara.cli.app import App, pass_app
 
 if TYPE_CHECKING:
+    from dispara.metrics import MetricsServer
     from dispara.queue.leases import Left
     from dispara.queue.worker import WorkerSummary
 
 
 @contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+def _stop_on_signals(stop: threading.Event, notice: Callable[[str], None]) -> Iterator[None]:
     """SIGTERM/SIGINT ask for a graceful stop; a second one gives up waiting (exit 130)."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        click.echo(
-            f"dispara: {signal.Signals(signum).name}: finishing in-flight sends, then stopping", err=True
-        )
+        notice(f"dispara: {signal.Signals(signum).name}: finishing in-flight sends, then stopping")
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -59,6 +60,47 @@ def _outcomes(summary: WorkerSummary) -> str:
     return ", ".join(parts)
 
 
+_log_format = click.option(
+    "--log-format",
+    type=click.Choice(logs.LOG_FORMATS),
+    default="text",
+    show_default=True,
+    help="json: one object per line (time, level, worker, job, message, campaign, outcome), from INFO up.",
+)
+
+
+def _setup_logs(app: App, fmt: logs.LogFormat) -> Callable[[str], None]:
+    """Logs masked with every secret of the settings; JSON logs report each job outcome (INFO).
+
+    Returns how to tell the operator something on stderr: a log record too when logs are JSON, so
+    that every line there parses.
+    """
+    from dispara.config import secret_values
+
+    floor = logging.INFO if fmt == "json" else logging.WARNING
+    logs.configure(fmt, logs.level_for(app.verbose, app.debug, floor), secret_values(app.settings))
+    if fmt == "json":
+        return logging.getLogger("dispara.cli").info
+    return lambda text: click.echo(text, err=True)
+
+
+@contextmanager
+def _metrics(
+    app: App, port: int | None, host: str, notice: Callable[[str], None]
+) -> Iterator[MetricsServer | None]:
+    if port is None:
+        yield None
+        return
+    from dispara.metrics import serve
+
+    server = serve(app.settings, port, host)
+    notice(f"worker: metrics on http://{host}:{server.port}/metrics")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 @click.command()
 @click.option(
     "--concurrency", type=click.IntRange(1, 256), help="Sends at once (default worker.concurrency)."
@@ -69,8 +111,24 @@ def _outcomes(summary: WorkerSummary) -> str:
 @click.option(
     "--max-seconds", type=click.FloatRange(min=0, min_open=True), metavar="S", help="Stop after S seconds."
 )
+@_log_format
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    metavar="N",
+    help="Serve Prometheus metrics on this port (0: any free one, printed at start).",
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics listen on.")
 @pass_app
-def worker(app: App, concurrency: int | None, once: bool, max_seconds: float | None) -> None:
+def worker(
+    app: App,
+    concurrency: int | None,
+    once: bool,
+    max_seconds: float | None,
+    log_format: logs.LogFormat,
+    metrics_port: int | None,
+    metrics_host: str,
+) -> None:
     """Claim queued jobs and send them, one message at a time per WhatsApp instance.
 
     Runs until SIGTERM or Ctrl-C: in-flight sends finish (up to worker.grace_s) and whatever did not
@@ -79,19 +137,21 @@ def worker(app: App, concurrency: int | None, once: bool, max_seconds: float | N
     \b
     Example:
       dispara worker --concurrency 8
+      dispara worker --log-format json --metrics-port 9464
       dispara campaign send campaigns/example.yaml && dispara worker --once
     """
     from dispara.queue.worker import run_worker
 
+    notice = _setup_logs(app, log_format)
     stop = threading.Event()
-    with _stop_on_signals(stop):
+    with _stop_on_signals(stop, notice), _metrics(app, metrics_port, metrics_host, notice):
         summary = run_worker(
             app.settings,
             concurrency=concurrency,
             once=once,
             max_seconds=max_seconds,
             stop_event=stop,
-            notice=lambda text: click.echo(text, err=True),
+            notice=notice,
         )
     click.echo(f"worker: {_outcomes(summary)} in {summary.elapsed_s:.1f}s")
     _echo_left(summary.left)
@@ -113,8 +173,9 @@ def _echo_left(left: list[Left]) -> None:
     metavar="S",
     help="Stop draining after S seconds (keep it under the cron period).",
 )
+@_log_format
 @pass_app
-def redrive(app: App, max_seconds: float) -> None:
+def redrive(app: App, max_seconds: float, log_format: logs.LogFormat) -> None:
     """Rescue stuck jobs, re-arm retryable failures, resume rested instances, then drain what is due.
 
     Made for cron: safe to run while workers run, and prints one summary line.
@@ -126,8 +187,9 @@ def redrive(app: App, max_seconds: float) -> None:
     from dispara.queue.redrive import redrive as run_redrive
     from dispara.transports.qstash import republish_configured
 
+    notice = _setup_logs(app, log_format)
     stop = threading.Event()
-    with _stop_on_signals(stop):
+    with _stop_on_signals(stop, notice):
         report = run_redrive(app.settings, max_seconds=max_seconds, stop_event=stop)
     published = republish_configured(app.settings)
     if published is not None and (published.accepted or published.pending):

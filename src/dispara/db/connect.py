@@ -13,7 +13,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from dispara.config import Settings, mask_dsn
 from dispara.db import Connection, embedded, migrate
-from dispara.errors import ConfigError, DatabaseError, SchemaBehindError
+from dispara.errors import ConfigError, DatabaseError, SchemaBehindError, SchemaChangedError
 
 CONNECT_TIMEOUT_S = 10
 _SERVER_PREFIX = re.compile(
@@ -81,18 +81,23 @@ def ensure_schema(db: Database, conn: Connection) -> None:
         return
     version = migrate.current_version(conn)
     latest = migrate.latest_version()
-    if version < latest:
-        if not db.embedded:
-            conn.rollback()
-            state = "has no dispara schema" if version == 0 else f"is at schema version {version} of {latest}"
-            raise SchemaBehindError(f"the database {db.shown} {state}: run `dispara db migrate`")
-        conn.rollback()
-        migrate.apply(conn)
-    elif version > latest:
+    if version > latest:
         raise SchemaBehindError(
             f"the database {db.shown} is at schema version {version}, "
             f"newer than this dispara ({latest}): upgrade dispara"
         )
+    try:
+        migrate.verify(conn)
+    except SchemaChangedError as exc:
+        raise SchemaChangedError(f"the database {db.shown}: {exc}") from None
+    todo = migrate.pending(conn)
+    conn.rollback()
+    if todo and not db.embedded:
+        missing = ", ".join(f"{m.version:04d}_{m.name}" for m in todo)
+        state = "has no dispara schema" if version == 0 else f"lacks migration(s) {missing}"
+        raise SchemaBehindError(f"the database {db.shown} {state}: run `dispara db migrate`")
+    if todo:
+        migrate.apply(conn)
     conn.commit()
     _ready.add(db.dsn)
 

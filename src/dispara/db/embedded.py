@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,9 @@ def start_server(pgdata: Path) -> Any:
     # The package's lock is between processes only: a worker's threads reconnecting at once after an
     # outage must not start the server twice.
     with _starting:
+        # get_server() creates the directory with exist_ok=False: two processes starting at once would
+        # race on it. Initialising it stays under the package's lock between processes.
+        pgdata.mkdir(parents=True, exist_ok=True)
         server = _server(pgdata)
         # get_server() hands back this process's cached handle without looking at the server again:
         # after a restart or crash of the server it must be started here, or we would wait forever.
@@ -97,20 +101,8 @@ def _tune(conn: psycopg.Connection[tuple[object, ...]]) -> None:
 
 
 def is_running(data_dir: Path) -> bool:
-    pid_file = pgdata_dir(data_dir) / "postmaster.pid"
-    if not pid_file.exists():
-        return False
-    try:
-        pid = int(pid_file.read_text().split("\n", 1)[0])
-    except ValueError:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it runs under the embedded_postgres system user when we are root
-    return True
+    pid = _postmaster_pid(pgdata_dir(data_dir))
+    return pid is not None and _alive(pid)
 
 
 def stop(data_dir: Path, mode: str = "fast") -> bool:
@@ -130,8 +122,33 @@ def stop_server(pgdata: Path, mode: str = "fast") -> None:
     # As root, the server runs as the owner of its data directory; pg_ctl must run as that user too.
     owner = pgdata.owner()
     user = owner if os.geteuid() == 0 and owner != "root" else None
-    command = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", "-m", mode, "stop"]
+    pid = _postmaster_pid(pgdata)
+    # pg_ctl's own wait watches the pid file, which whoever needs the server next may already have
+    # written again: wait for this postmaster to be gone instead.
+    command = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-W", "-m", mode, "stop"]
     try:
         subprocess.run(command, user=user, check=True, capture_output=True, timeout=60)
     except subprocess.SubprocessError as exc:
         raise DatabaseError(f"could not stop the embedded PostgreSQL in {pgdata}: {exc}") from exc
+    deadline = time.monotonic() + 60
+    while pid is not None and _alive(pid):
+        if time.monotonic() > deadline:
+            raise DatabaseError(f"the embedded PostgreSQL in {pgdata} did not stop within 60 s")
+        time.sleep(0.05)
+
+
+def _postmaster_pid(pgdata: Path) -> int | None:
+    try:
+        return int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it runs under the embedded_postgres system user when we are root
+    return True

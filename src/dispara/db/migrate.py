@@ -10,6 +10,7 @@ from importlib import resources
 
 from dispara.db import Connection
 from dispara.db.queries import q
+from dispara.errors import SchemaChangedError
 
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Any fixed 64-bit number works; it only has to be the same in every dispara process.
@@ -50,18 +51,51 @@ def latest_version() -> int:
     return available()[-1].version
 
 
+def _migrated(conn: Connection) -> bool:
+    exists = conn.execute("SELECT to_regclass('dispara_migrations') IS NOT NULL").fetchone()
+    return bool(exists and exists[0])
+
+
 def current_version(conn: Connection) -> int:
     """The highest applied version; 0 on a database that has never been migrated."""
-    exists = conn.execute("SELECT to_regclass('dispara_migrations') IS NOT NULL").fetchone()
-    if not exists or not exists[0]:
+    if not _migrated(conn):
         return 0
     row = conn.execute(q("migrations_current")).fetchone()
     return int(row[0]) if row else 0
 
 
+def applied(conn: Connection) -> list[tuple[int, str, str]]:
+    """(version, name, checksum) of each migration the database has recorded."""
+    if not _migrated(conn):
+        return []
+    return [(int(v), str(n), str(c)) for v, n, c in conn.execute(q("migrations_applied"))]
+
+
 def pending(conn: Connection) -> list[Migration]:
-    version = current_version(conn)
-    return [m for m in available() if m.version > version]
+    """Migrations not applied yet, an older one merged after a newer one was applied included."""
+    done = {version for version, _name, _checksum in applied(conn)}
+    return [m for m in available() if m.version not in done]
+
+
+def verify(conn: Connection) -> None:
+    """Refuse a database whose applied migrations are not the files this dispara ships.
+
+    An applied migration edited afterwards means the schema is not what the code expects; so does one
+    this dispara does not know (up to its latest version; a newer database is told apart by its caller).
+    """
+    shipped = {m.version: m for m in available()}
+    latest = latest_version()
+    for version, name, checksum in applied(conn):
+        label = f"{version:04d}_{name}"
+        migration = shipped.get(version)
+        if migration is None:
+            if version <= latest:
+                raise SchemaChangedError(f"migration {label} is applied but this dispara does not ship it")
+        elif checksum != migration.checksum:
+            raise SchemaChangedError(
+                f"migration {label} was changed after it was applied (checksum {checksum} in the "
+                f"database, {migration.checksum} in this dispara): restore the file, or migrate a new file"
+            )
 
 
 def bookkeeping_sql() -> str:

@@ -9,11 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from dispara.errors import ExitCode, PermanentServiceError, TransientServiceError
+from dispara.states import MessageType
 
-MessageType = Literal["text", "image", "video", "document", "audio"]
 InstanceState = Literal["open", "close", "connecting", "unknown"]
-
-MESSAGE_TYPES: tuple[MessageType, ...] = ("text", "image", "video", "document", "audio")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,10 @@ import httpx
 
 import dispara
 from dispara.errors import ConfigError, PermanentServiceError
-from dispara.providers.base import MESSAGE_TYPES, InstanceState, OutgoingMessage, SendResult
+from dispara.providers.base import InstanceState, OutgoingMessage, SendResult
 from dispara.providers.evolution_errors import classify_response, classify_transport_error, parse_json
 from dispara.redact import public_url
+from dispara.states import MESSAGE_TYPES
 
 # Below the 5 s keep-alive timeout of Node's HTTP server (Evolution's): an idle connection is retired before
 # the server may close it, so a request is never written into a connection the server is closing.

@@ -12,8 +12,7 @@ from psycopg.rows import dict_row
 from dispara.db import Connection
 from dispara.db.queries import q
 from dispara.errors import InputError, NotFoundError
-
-JOB_STATUSES = ("pending", "processing", "completed", "failed", "cancelled")
+from dispara.states import JOB_STATUSES
 
 
 @dataclass(frozen=True)

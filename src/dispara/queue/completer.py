@@ -9,6 +9,7 @@ import time
 import psycopg
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential
 
+from dispara import metrics
 from dispara.db import Connection
 from dispara.db.connect import connect
 from dispara.errors import DatabaseError
@@ -177,6 +178,7 @@ class Completer:
 
     def record(self, result: BatchResult) -> None:
         t = self.shared.tally
+        worker = self.shared.worker_id
         verbose = log.isEnabledFor(logging.INFO)
         for o in result.applied:
             if o.kind == "done":
@@ -185,18 +187,49 @@ class Completer:
                 attr = _TALLY_FIELD[o.kind]
                 setattr(t, attr, getattr(t, attr) + 1)
             if verbose:
-                log.info("%s", describe(o))
+                log.info("%s", describe(o), extra=log_fields(o, worker))
         for o in result.lost:
             t.lost += 1
-            log.warning("job %d: lease lost to another worker, outcome %s not saved", o.job.id, o.kind)
+            log.warning(
+                "job %d: lease lost to another worker, outcome %s not saved",
+                o.job.id,
+                o.kind,
+                extra={**log_fields(o, worker), "outcome": "lost"},
+            )
         t.instances_paused += len(result.paused_instances)
         for change in result.campaigns:
+            where = {"worker": worker, "campaign_id": str(change.id), "campaign": change.name}
             if change.status == "completed":
                 t.campaigns_completed += 1
-                log.info("campaign %s completed: %d sent, %d failed", change.name, change.sent, change.failed)
+                log.info(
+                    "campaign %s completed: %d sent, %d failed",
+                    change.name,
+                    change.sent,
+                    change.failed,
+                    extra={**where, "outcome": "completed"},
+                )
             else:
                 t.campaigns_paused += 1
-                log.warning("campaign %s paused: %s", change.name, change.reason)
+                log.warning(
+                    "campaign %s paused: %s", change.name, change.reason, extra={**where, "outcome": "paused"}
+                )
+        metrics.record(result)
+
+
+def log_fields(o: Outcome, worker: str) -> dict[str, object]:
+    """The structured fields of an outcome's log record (shown by `--log-format json`)."""
+    job = o.job
+    return {
+        "worker": worker,
+        "job_id": job.id,
+        "message_id": job.message_id,
+        "campaign_id": str(job.campaign_id) if job.campaign_id else None,
+        "instance": job.instance,
+        "task_type": job.task_type,
+        "attempt": job.attempts,
+        "outcome": o.kind,
+        "error_kind": o.error_kind,
+    }
 
 
 def describe(o: Outcome) -> str:

@@ -29,10 +29,10 @@ from dispara.queue.model import ClaimedJob, Outcome
 from dispara.queue.runner import WEBHOOK_MISSING
 from dispara.queue.webhooks import JobEvents, WebhookDispatcher, resolve_target
 from dispara.queue.worker import make_sender, new_worker_id
+from dispara.states import JOB_FINAL
 
 log = logging.getLogger("dispara.worker")
 
-FINAL: Final = frozenset({"completed", "failed", "cancelled"})
 RECHECK_S: Final = 5.0  # longest wait between looks while another worker holds the job
 RUN_LEASE_EXTRA_S: Final = 300.0  # no heartbeat here: the lease covers the slowest provider call
 WEBHOOK_DRAIN_S: Final = 5.0
@@ -52,7 +52,7 @@ class JobState:
 
     @property
     def finished(self) -> bool:
-        return self.status in FINAL
+        return self.status in JOB_FINAL
 
 
 def job_state(conn: Connection, tenant_id: UUID, job_id: int) -> JobState:

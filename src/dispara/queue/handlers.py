@@ -18,14 +18,10 @@ from uuid import UUID
 from dispara.config import Settings
 from dispara.db import Connection
 from dispara.errors import PermanentServiceError, ServiceError
-from dispara.providers.base import (
-    MESSAGE_TYPES,
-    InstanceUnavailableError,
-    OutgoingMessage,
-    Sender,
-)
+from dispara.providers.base import InstanceUnavailableError, OutgoingMessage, Sender
 from dispara.queue.backoff import DEFAULT_POLICY, RetryPolicy
-from dispara.queue.model import SENDABLE, ClaimedJob, ErrorKind, Outcome
+from dispara.queue.model import ClaimedJob, Outcome
+from dispara.states import MESSAGE_SENDABLE, MESSAGE_TYPES, ErrorKind
 
 log = logging.getLogger("dispara.worker")
 
@@ -115,7 +111,7 @@ def _not_on_whatsapp(exc: BaseException) -> bool:
 def _send_message(job: ClaimedJob, sender: Sender) -> Outcome:
     if job.message_id is None or job.phone is None:
         return Outcome(job, "failed", "send-message job without its message_logs row", "permanent")
-    if job.message_status not in SENDABLE:
+    if job.message_status not in MESSAGE_SENDABLE:
         # The claim returns no message when it was cancelled, sent or failed in the meantime.
         return Outcome(job, "skip", result={"skipped": "message no longer queued (cancelled or finished)"})
     if job.instance is None:

@@ -8,11 +8,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-JobStatus = Literal["pending", "processing", "completed", "failed", "cancelled"]
-ErrorKind = Literal["transient", "permanent", "not_on_whatsapp"]
-
-# Messages in these states may still be sent; anything else (cancelled, sent, failed) is left alone.
-SENDABLE = frozenset({"pending", "queued", "sending"})
+from dispara.states import ErrorKind, JobStatus
 
 
 @dataclass(frozen=True, slots=True)

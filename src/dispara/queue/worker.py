@@ -18,6 +18,7 @@ from uuid import UUID
 import psycopg
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential
 
+from dispara import logs, metrics
 from dispara.config import Settings
 from dispara.db import Connection
 from dispara.db.connect import connect
@@ -142,6 +143,7 @@ class _Worker:
         self.notice = notice
         self.given_sender = sender
         self.id = new_worker_id()
+        logs.bind(worker=self.id)
         from dispara.audio.handlers import install
 
         install()  # audio task types, before the claim filter is fixed
@@ -407,6 +409,7 @@ class _Worker:
             self.conn, tenant_id=shared.tenant, task_types=self.task_types, horizon_s=self.cfg.once_horizon_s
         )
 
+    @metrics.timed_claim
     def claim(self, shared: Shared, free: int) -> int:
         """Claim up to `free` runs and hand them to the sender threads; returns how many."""
         mark = shared.halt_mark()

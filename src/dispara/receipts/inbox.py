@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, LiteralString
 from uuid import UUID
 
 import psycopg
@@ -104,8 +104,8 @@ def process(conn: Connection, tenant_id: UUID, config: EvolutionConfig, *, limit
     """Process one batch of recorded events in one transaction (receipts that now match their send first)."""
     result = Processed()
     with conn.transaction():
-        rows = _claim(conn, "inbox_claim_matched", tenant_id, limit)
-        rows += _claim(conn, "inbox_claim", tenant_id, limit - len(rows))
+        rows = _claim(conn, q("inbox_claim_matched"), tenant_id, limit)
+        rows += _claim(conn, q("inbox_claim"), tenant_id, limit - len(rows))
         result.claimed = len(rows)
         if rows:
             _apply(conn, tenant_id, config, rows, result)
@@ -140,10 +140,10 @@ def prune(conn: Connection) -> int:
     return conn.execute(q("inbox_prune"), {"keep_s": KEEP_PROCESSED_S}).rowcount
 
 
-def _claim(conn: Connection, query: str, tenant_id: UUID, limit: int) -> list[_Row]:
+def _claim(conn: Connection, query: LiteralString, tenant_id: UUID, limit: int) -> list[_Row]:
     if limit <= 0:
         return []
-    return [_Row(*row) for row in conn.execute(q(query), {"tenant_id": tenant_id, "limit": limit})]
+    return [_Row(*row) for row in conn.execute(query, {"tenant_id": tenant_id, "limit": limit})]
 
 
 def _apply(

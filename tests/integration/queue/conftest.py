@@ -181,7 +181,7 @@ def job_rows(conn: Conn, job_ids: Sequence[int]) -> list[dict[str, Any]]:
 
 def scalar(conn: Conn, sql: str, *params: Any) -> Any:
     conn.commit()
-    row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
+    row = conn.execute(sql, params).fetchone()
     conn.commit()
     return None if row is None else row[0]
 

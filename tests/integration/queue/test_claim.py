@@ -87,16 +87,16 @@ def test_blocked_instances_do_not_take_the_slots_of_instances_with_work(conn: Co
 def test_daily_cap_counts_sao_paulo_days_and_limits_runs(conn: Conn) -> None:
     s = seed_campaign(conn, 6, instances=["a"], daily_cap=5)
     sp_today = "(now() AT TIME ZONE 'America/Sao_Paulo')::date"
-    conn.execute(f"UPDATE instances SET sent_today = 3, day = {sp_today}")  # type: ignore[arg-type]
+    conn.execute(f"UPDATE instances SET sent_today = 3, day = {sp_today}")
     conn.commit()
     runs = paced(conn, s.tenant_id)
     assert len(runs[0].jobs) == 2  # 3 sent today + 2 = the cap
     conn.execute(
         f"UPDATE instances SET sent_today = 5, day = {sp_today}, locked_by = NULL, locked_until = NULL"
-    )  # type: ignore[arg-type]
+    )
     conn.commit()
     assert paced(conn, s.tenant_id) == []
-    conn.execute(f"UPDATE instances SET day = {sp_today} - 1")  # type: ignore[arg-type]
+    conn.execute(f"UPDATE instances SET day = {sp_today} - 1")
     conn.commit()
     assert len(paced(conn, s.tenant_id)[0].jobs) == 4  # yesterday's count no longer applies
 

@@ -78,7 +78,7 @@ def test_enqueue_defaults_and_run_at(conn: Conn) -> None:
     )
     location, attempts, run_at = row.fetchone() or (None, None, None)
     assert (location, attempts) == ("external", 3)
-    assert abs((run_at - later).total_seconds()) < 0.001
+    assert run_at is not None and abs((run_at - later).total_seconds()) < 0.001
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 
@@ -63,10 +64,10 @@ def test_local_file_is_sent_as_base64_and_url_as_is(
     assert (state["status"], state["sent_count"]) == ("completed", 4)
 
 
-def _campaign_id(conn: Conn) -> object:
+def _campaign_id(conn: Conn) -> UUID:
     row = conn.execute("SELECT id FROM campaigns").fetchone()
     assert row is not None
-    return row[0]
+    return UUID(str(row[0]))
 
 
 def test_media_file_gone_by_send_time_fails_the_message_clearly(tmp_path: Path) -> None:

@@ -120,7 +120,7 @@ def test_tenant_setting_is_used_when_no_url_is_configured(
     conn: Conn, db_dsn: str, tmp_path: Path, receiver: Receiver
 ) -> None:
     s = seed_campaign(conn, 1, instances=["a"])
-    tenant_settings.set_value(conn, s.tenant_id, "JOB_WEBHOOK", receiver.url)  # type: ignore[arg-type]
+    tenant_settings.set_value(conn, s.tenant_id, "JOB_WEBHOOK", receiver.url)
     conn.commit()
     run_worker(hooked(db_dsn, tmp_path, None), once=True, max_seconds=30)
     wait_for(lambda: len(receiver.received()) == 2, what="2 events")

@@ -23,7 +23,7 @@ TTS_DATA = {
 
 def test_tts_data_is_normalised() -> None:
     parsed = validate(TTS, TTS_DATA | {"extra": 1})
-    assert parsed.id_sender == "5511987654321"  # type: ignore[union-attr]
+    assert parsed.id_sender == "5511987654321"
 
 
 @pytest.mark.parametrize(

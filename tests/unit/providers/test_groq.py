@@ -50,7 +50,9 @@ def fields(request: httpx.Request) -> dict[str, bytes]:
         filename = part.get_filename()
         if filename:
             out["filename"] = filename.encode()
-        out[str(name)] = part.get_payload(decode=True)
+        payload = part.get_payload(decode=True)
+        assert isinstance(payload, bytes)
+        out[str(name)] = payload
     return out
 
 

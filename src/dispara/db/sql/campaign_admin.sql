@@ -7,8 +7,8 @@ LIMIT %(limit)s;
 
 -- name: campaign_export
 SELECT phone_number, instance_name, status, message_type, message_content, media_url, queued_at, sent_at,
-       evolution_key, error_message, retry_count, updated_at, contact,
-       delivery_status, delivered_at, read_at, replied_at, reply_text
+       evolution_key, error_message, retry_count, updated_at,
+       delivery_status, delivered_at, read_at, replied_at, reply_text, contact
 FROM message_logs
 WHERE campaign_id = %(campaign_id)s AND (%(status)s::text IS NULL OR status = %(status)s)
 ORDER BY seq, id;

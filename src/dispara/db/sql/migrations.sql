@@ -9,5 +9,8 @@ CREATE TABLE IF NOT EXISTS dispara_migrations (
 -- name: migrations_current
 SELECT coalesce(max(version), 0) FROM dispara_migrations;
 
+-- name: migrations_applied
+SELECT version, name, checksum FROM dispara_migrations ORDER BY version;
+
 -- name: migrations_record
 INSERT INTO dispara_migrations (version, name, checksum) VALUES (%s, %s, %s);

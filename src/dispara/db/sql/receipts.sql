@@ -196,9 +196,6 @@ FROM message_logs
 WHERE campaign_id = %(campaign_id)s
 GROUP BY 1;
 
--- name: campaign_receipt_counters
-SELECT delivered_count, read_count, replied_count FROM campaigns WHERE id = %(campaign_id)s;
-
 -- name: doctor_webhook_pauses
 SELECT name, pause_reason
 FROM instances
