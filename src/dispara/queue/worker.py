@@ -164,7 +164,6 @@ class _Worker:
         started = time.monotonic()
         deadline = started + self.max_seconds if self.max_seconds else None
         self.conn = connect(self.settings, autocommit=True)
-        stopped = "signal"
         try:
             tenant = lookup_tenant(self.conn, self.settings.tenant)
             self.shared = Shared(self.settings, self.id, tenant)
@@ -176,8 +175,11 @@ class _Worker:
             self.start_threads(self.shared, self.sender)
             leases.ensure_instances(self.conn, tenant_id=tenant)
             stopped = self.loop(self.shared, deadline)
-        finally:
+        except BaseException:
             self.shutdown()
+            self.conn.close()
+            raise
+        self.shutdown()
         summary = self.summary(time.monotonic() - started, stopped)
         try:
             if self.once and self.shared is not None:
