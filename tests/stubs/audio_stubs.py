@@ -21,6 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.stubs.serving import ThreadedServer
+
 HOST = "127.0.0.1"
 
 
@@ -58,8 +60,7 @@ class _Server:
         self.lock = threading.Lock()
         self._records: deque[Recorded] = deque(maxlen=100_000)
         self._errors: deque[tuple[int, Any, dict[str, str]]] = deque()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ThreadedServer | None = None
         self.port = 0
 
     @property
@@ -70,23 +71,13 @@ class _Server:
         config = uvicorn.Config(
             self.app, host=HOST, port=0, log_level="warning", lifespan="off", access_log=False
         )
-        server = uvicorn.Server(config)
-        self._server = server
-        self._thread = threading.Thread(target=server.run, name=type(self).__name__, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError(f"{type(self).__name__} did not start")
-            time.sleep(0.01)
-        self.port = server.servers[0].sockets[0].getsockname()[1]
+        self._server = ThreadedServer(config, type(self).__name__)
+        self.port = self._server.start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(10)
+            self._server.stop()
 
     def __enter__(self) -> Any:
         return self.start()

@@ -39,6 +39,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.stubs.serving import ThreadedServer
+
 HOST = "127.0.0.1"
 DEV_TOKEN = "eyJVc2VySUQiOiJkZWZhdWx0VXNlciIsIlBhc3N3b3JkIjoiZGVmYXVsdFBhc3N3b3JkIn0="
 DEV_CURRENT_KEY = "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r"
@@ -168,8 +170,7 @@ class QStashStub:
         self._items_seen = 0
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ThreadedServer | None = None
         self._client: httpx.AsyncClient | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------------
@@ -186,21 +187,13 @@ class QStashStub:
             lifespan=self._lifespan,
         )
         config = uvicorn.Config(app, host=HOST, port=self._port, log_level="warning", lifespan="on")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="qstash-stub", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("qstash stub did not start")
-            time.sleep(0.01)
+        server = self._server = ThreadedServer(config, "qstash-stub")
+        server.start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(10)
+            self._server.stop()
 
     def __enter__(self) -> QStashStub:
         return self.start()
