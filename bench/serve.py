@@ -10,7 +10,6 @@ own process, answering at once.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import socket
@@ -20,16 +19,14 @@ import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import ROOT, evolution_stub, fresh_database, postgres_cpu, worker_env
+from bench._common import ROOT, evolution_stub, fresh_database, post_lanes, postgres_cpu, worker_env
 from tests.stubs.qstash_stub import DEV_CURRENT_KEY, DEV_NEXT_KEY, sign
 
 API_KEY = "bench-serve-key-0123456789"
@@ -72,38 +69,12 @@ def free_port() -> int:
 
 
 def play_qstash(url: str, per_instance: dict[str, list[bytes]]) -> tuple[list[float], float]:
-    """Deliver every instance's messages one after the other, all instances at once; latencies and wall.
-
-    The deliveries are signed beforehand and sent with the standard library's `http.client` (one thread
-    and keep-alive connection per instance), the cheapest well-kept client: httpx's async client tops out
-    near 200 requests/s on this machine, which would measure the load generator instead of the server.
+    """Deliver every instance's messages one after the other, all instances at once (signed beforehand);
+    latencies and wall time.
     """
     target = f"{url}/qstash/messages"
-    parts = urlsplit(url)
-    lanes = {
-        name: [(dict(_headers(target, raw)), raw) for raw in bodies] for name, bodies in per_instance.items()
-    }
-    latencies: list[float] = []
-
-    def lane(requests: list[tuple[dict[str, str], bytes]]) -> None:
-        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
-        try:
-            for headers, raw in requests:
-                started = time.perf_counter()
-                conn.request("POST", "/qstash/messages", body=raw, headers=headers)
-                reply = conn.getresponse()
-                content = reply.read()
-                latencies.append(time.perf_counter() - started)
-                if reply.status != 200:
-                    raise RuntimeError(f"delivery answered {reply.status}: {content[:200]!r}")
-        finally:
-            conn.close()
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(len(lanes)) as pool:
-        list(pool.map(lane, lanes.values()))
-    wall = time.perf_counter() - started
-    return latencies, wall
+    lanes = [[(dict(_headers(target, raw)), raw) for raw in bodies] for bodies in per_instance.values()]
+    return post_lanes(url, "/qstash/messages", lanes)
 
 
 def _headers(target: str, raw: bytes) -> list[tuple[str, str]]:

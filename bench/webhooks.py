@@ -11,7 +11,6 @@ and per event from its arrival to its processing (the inbox's own timestamps).
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import statistics
@@ -19,16 +18,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import ROOT, fresh_database, postgres_cpu, seed, worker_env
+from bench._common import ROOT, fresh_database, post_lanes, postgres_cpu, seed, worker_env
 from bench.serve import free_port, process_cpu
 from tests.stubs.webhook_emitter import receipt_plan
 
@@ -50,32 +47,10 @@ def mark_sent(dsn: str, cid: str) -> list[tuple[str, str]]:
 
 
 def post_all(url: str, bodies: list[bytes], concurrency: int) -> tuple[list[float], float]:
-    """POST every body once over `concurrency` keep-alive connections (the standard library's
-    `http.client`, the cheapest well-kept client); latencies and wall time.
-    """
-    parts = urlsplit(url)
+    """POST every body once over `concurrency` keep-alive connections; latencies and wall time."""
     headers = {"Content-Type": "application/json", "X-Dispara-Secret": SECRET}
-    latencies: list[float] = []
-
-    def lane(chunk: list[bytes]) -> None:
-        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
-        try:
-            for raw in chunk:
-                started = time.perf_counter()
-                conn.request("POST", "/evolution/webhook", body=raw, headers=headers)
-                reply = conn.getresponse()
-                content = reply.read()
-                latencies.append(time.perf_counter() - started)
-                if reply.status != 200:
-                    raise RuntimeError(f"webhook answered {reply.status}: {content[:200]!r}")
-        finally:
-            conn.close()
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(lane, [bodies[i::concurrency] for i in range(concurrency)]))
-    wall = time.perf_counter() - started
-    return latencies, wall
+    lanes = [[(headers, raw) for raw in bodies[i::concurrency]] for i in range(concurrency)]
+    return post_lanes(url, "/evolution/webhook", lanes)
 
 
 def wait_serve(url: str) -> None:
