@@ -76,17 +76,8 @@ requeued AS (
     SET status = 'queued', error_kind = NULL, queued_at = now(), updated_at = now()
     WHERE m.id = ANY(ARRAY(SELECT message_id FROM rearmed)) AND m.status = 'failed'
     RETURNING m.id
-),
-campaign AS (
-    UPDATE campaigns c
-    SET failed_count = greatest(0, c.failed_count - (SELECT count(*) FROM requeued)),
-        status = CASE WHEN c.status IN ('completed', 'failed') THEN 'processing' ELSE c.status END,
-        completed_at = CASE WHEN c.status IN ('completed', 'failed') THEN NULL ELSE c.completed_at END,
-        consecutive_failures = 0,
-        updated_at = now()
-    WHERE c.id = %(campaign_id)s AND c.status <> 'cancelled' AND EXISTS (SELECT 1 FROM requeued)
 )
-SELECT count(*) FROM requeued;
+SELECT dispara_failed_requeued(%(campaign_id)s, (SELECT count(*) FROM requeued));
 
 -- name: campaign_in_flight
 -- Claimed jobs of the campaign that a live worker still holds (a lapsed lease is a dead worker's).

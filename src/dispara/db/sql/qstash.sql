@@ -122,14 +122,5 @@ WITH requeued AS (
     WHERE m.campaign_id = %(campaign_id)s AND m.status = 'failed'
       AND coalesce(m.error_kind, 'transient') = ANY(%(kinds)s)
     RETURNING m.id
-),
-campaign AS (
-    UPDATE campaigns c
-    SET failed_count = greatest(0, c.failed_count - (SELECT count(*) FROM requeued)),
-        status = CASE WHEN c.status IN ('completed', 'failed') THEN 'processing' ELSE c.status END,
-        completed_at = CASE WHEN c.status IN ('completed', 'failed') THEN NULL ELSE c.completed_at END,
-        consecutive_failures = 0,
-        updated_at = now()
-    WHERE c.id = %(campaign_id)s AND c.status <> 'cancelled' AND EXISTS (SELECT 1 FROM requeued)
 )
-SELECT count(*) FROM requeued;
+SELECT dispara_failed_requeued(%(campaign_id)s, (SELECT count(*) FROM requeued));
