@@ -411,6 +411,17 @@ def resume(app: App, campaign_ref: str) -> None:
             click.echo(f"dispara: warning: {published.pending:,} still pending: {published.error}", err=True)
 
 
+def _confirm_for_good(yes: bool, what: str, question: str) -> None:
+    """An action that cannot be undone: asked at a terminal, else only with --yes."""
+    from dispara.errors import InputError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise InputError(f"{what} cannot be undone: pass --yes to confirm")
+    click.confirm(f"{question} This cannot be undone", abort=True, err=True)
+
+
 @campaign.command()
 @click.argument("campaign_ref", metavar="CAMPAIGN")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -423,14 +434,10 @@ def cancel(app: App, campaign_ref: str, yes: bool) -> None:
       dispara campaign cancel black-friday --yes
     """
     from dispara.campaigns import control
-    from dispara.errors import InputError
 
     with app.connect() as conn:
         campaign_id = app.campaign_id(conn, campaign_ref)
-        if not yes:
-            if not sys.stdin.isatty():
-                raise InputError(f"cancelling campaign {campaign_id} cannot be undone: pass --yes to confirm")
-            click.confirm(f"Cancel campaign {campaign_id}? This cannot be undone", abort=True, err=True)
+        _confirm_for_good(yes, f"cancelling campaign {campaign_id}", f"Cancel campaign {campaign_id}?")
         done = control.cancel(conn, campaign_id)
     click.echo(
         f"campaign {campaign_id} cancelled: {done.messages:,} messages cancelled, {done.jobs:,} jobs removed"
@@ -449,14 +456,12 @@ def delete(app: App, campaign_ref: str, yes: bool) -> None:
       dispara campaign delete black-friday --yes
     """
     from dispara.campaigns import control
-    from dispara.errors import InputError
 
     with app.connect() as conn:
         campaign_id = app.campaign_id(conn, campaign_ref)
-        if not yes:
-            if not sys.stdin.isatty():
-                raise InputError(f"deleting campaign {campaign_id} cannot be undone: pass --yes to confirm")
-            click.confirm(f"Delete campaign {campaign_id} and its messages?", abort=True, err=True)
+        _confirm_for_good(
+            yes, f"deleting campaign {campaign_id}", f"Delete campaign {campaign_id} and its messages?"
+        )
         done = control.delete(conn, campaign_id)
     click.echo(f"campaign {campaign_id} deleted with {done.messages:,} messages and {done.jobs:,} jobs")
 
