@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from dispara.db import migrate, tables
 from dispara.db.queries import _all, _parse, q
 
 
@@ -50,3 +52,40 @@ def test_every_named_query_is_used_and_every_q_call_names_a_query() -> None:
     assert sorted(defined - set(used)) == [], "named queries no code calls: remove them"
     unknown = {name: files for name, files in used.items() if name not in defined}
     assert unknown == {}, "q() names no query"
+
+
+_TABLE_WORDS = "|".join(tables.LOGICAL)
+# A dispara table in table position (after FROM, JOIN, ...) or qualifying a column, written bare.
+_BARE_TABLE = re.compile(
+    rf"\b(?:FROM|JOIN|UPDATE|INTO|TABLE|ON|REFERENCES|COPY|TRUNCATE)\s+({_TABLE_WORDS})\b(?!\()"
+    rf"|(?<![.\w%(\"])({_TABLE_WORDS})\.",
+    re.IGNORECASE,
+)
+
+
+def _code(text: str) -> str:
+    return "\n".join(line.split("--", 1)[0] for line in text.splitlines())
+
+
+@pytest.fixture
+def renamed_tables() -> Iterator[None]:
+    tables.use({name: f"app.x_{name}" for name in tables.LOGICAL})
+    try:
+        yield
+    finally:
+        tables.use({})
+
+
+@pytest.mark.usefixtures("renamed_tables")
+def test_every_table_in_every_query_and_migration_follows_the_mapping() -> None:
+    texts = {name: q(name) for name in _all()} | {f"migration {m.version}": m.sql for m in migrate.available()}
+    bare = {name: _BARE_TABLE.findall(_code(text)) for name, text in texts.items()}
+    assert {name: found for name, found in bare.items() if found} == {}, "write tables as {placeholders}"
+    assert '"app"."x_jobs"' in q("queue_claim_paced")
+
+
+@pytest.mark.usefixtures("renamed_tables")
+def test_renamed_tables_leave_migration_checksums_alone() -> None:
+    renamed = [m.checksum for m in migrate.available()]
+    tables.use({})
+    assert [m.checksum for m in migrate.available()] == renamed

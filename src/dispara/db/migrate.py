@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from dispara.db import Connection
+from dispara.db import Connection, tables
 from dispara.db.queries import q
 from dispara.errors import SchemaChangedError
 
@@ -21,11 +21,17 @@ LOCK_ID = 0x64697370617261
 class Migration:
     version: int
     name: str
-    sql: str
+    template: str
+
+    @property
+    def sql(self) -> str:
+        """The migration with this deployment's table names."""
+        return tables.compose(self.template)
 
     @property
     def checksum(self) -> str:
-        return hashlib.sha256(self.sql.encode()).hexdigest()[:16]
+        # Over the text with dispara's own names, so a renamed table does not change it.
+        return hashlib.sha256(tables.compose(self.template, shipped=True).encode()).hexdigest()[:16]
 
     def script(self) -> str:
         """The migration as one pasteable block, bookkeeping included."""

@@ -1,6 +1,7 @@
 """Named SQL queries, read from the package's .sql files.
 
-A file holds blocks that start with `-- name: <query_name>`; names are unique across files.
+A file holds blocks that start with `-- name: <query_name>`; names are unique across files. Table names
+are `{placeholders}` filled in with the deployment's names (`dispara.db.tables`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import re
 from functools import cache
 from importlib import resources
 from typing import LiteralString
+
+from dispara.db import tables
 
 _NAME = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
@@ -35,9 +38,13 @@ def _parse(text: str, filename: str, seen: dict[str, str]) -> dict[str, str]:
     return found
 
 
+@cache
+def _composed(name: str, names: tuple[tuple[str, tuple[str, ...]], ...]) -> LiteralString:
+    return tables.compose(_all()[name])
+
+
 def q(name: str) -> LiteralString:
     """The SQL text of a named query. It comes from the package, never from input, hence LiteralString."""
-    try:
-        return _all()[name]
-    except KeyError:
-        raise KeyError(f"no SQL query named {name!r}") from None
+    if name not in _all():
+        raise KeyError(f"no SQL query named {name!r}")
+    return _composed(name, tables.key())

@@ -11,7 +11,7 @@ END;
 $$;
 
 CREATE TRIGGER campaigns_notify_progress
-    AFTER UPDATE ON campaigns
+    AFTER UPDATE ON {campaigns}
     FOR EACH ROW
     WHEN (OLD.sent_count IS DISTINCT FROM NEW.sent_count
           OR OLD.failed_count IS DISTINCT FROM NEW.failed_count

@@ -4,7 +4,7 @@
 -- QStash message while a repeated publish of the same round is deduplicated. not_before is the release
 -- time it was published with: the pace of the next publish on the instance starts after it.
 
-ALTER TABLE message_logs
+ALTER TABLE {message_logs}
     ADD COLUMN qstash_round integer NOT NULL DEFAULT 0,
     ADD COLUMN qstash_message_id text,
     ADD COLUMN not_before timestamptz;

@@ -12,7 +12,7 @@ END;
 $$;
 
 CREATE TRIGGER jobs_notify_done
-    AFTER UPDATE OF status ON jobs
+    AFTER UPDATE OF status ON {jobs}
     FOR EACH ROW
     WHEN (NEW.campaign_id IS NULL
           AND NEW.status IN ('completed', 'failed', 'cancelled')

@@ -5,7 +5,7 @@
 -- a finished campaign runs again, and its failure streak starts over. Returns `n`.
 CREATE FUNCTION dispara_failed_requeued(p_campaign_id uuid, n bigint) RETURNS bigint
 LANGUAGE sql AS $$
-    UPDATE campaigns c
+    UPDATE {campaigns} c
     SET failed_count = greatest(0, c.failed_count - n),
         status = CASE WHEN c.status IN ('completed', 'failed') THEN 'processing' ELSE c.status END,
         completed_at = CASE WHEN c.status IN ('completed', 'failed') THEN NULL ELSE c.completed_at END,

@@ -1,6 +1,6 @@
 -- name: campaign_list
 SELECT id, name, status, transport, total_messages, sent_count, failed_count, created_at, completed_at
-FROM campaigns
+FROM {campaigns}
 WHERE tenant_id = %(tenant_id)s AND (%(status)s::text IS NULL OR status = %(status)s)
 ORDER BY created_at DESC
 LIMIT %(limit)s;
@@ -9,44 +9,44 @@ LIMIT %(limit)s;
 SELECT phone_number, instance_name, status, message_type, message_content, media_url, queued_at, sent_at,
        evolution_key, error_message, retry_count, updated_at,
        delivery_status, delivered_at, read_at, replied_at, reply_text, contact
-FROM message_logs
+FROM {message_logs}
 WHERE campaign_id = %(campaign_id)s AND (%(status)s::text IS NULL OR status = %(status)s)
 ORDER BY seq, id;
 
 -- name: campaign_pause
-UPDATE campaigns
+UPDATE {campaigns}
 SET status = 'paused', status_reason = %(reason)s, updated_at = now()
 WHERE id = %(campaign_id)s AND status IN ('pending', 'scheduled', 'processing')
 RETURNING status;
 
 -- name: campaign_resume
 -- Back to processing; the scheduler holds it again if its start or window is still ahead.
-UPDATE campaigns
+UPDATE {campaigns}
 SET status = CASE WHEN scheduled_for > now() THEN 'scheduled' ELSE 'processing' END,
     status_reason = NULL, consecutive_failures = 0, updated_at = now()
 WHERE id = %(campaign_id)s AND status = 'paused'
 RETURNING status;
 
 -- name: campaign_status_of
-SELECT status FROM campaigns WHERE id = %(campaign_id)s;
+SELECT status FROM {campaigns} WHERE id = %(campaign_id)s;
 
 -- name: campaign_cancel
 -- Unsent messages are cancelled and their jobs with them; messages in flight finish as they do.
 WITH campaign AS (
-    UPDATE campaigns
+    UPDATE {campaigns}
     SET status = 'cancelled', status_reason = %(reason)s, completed_at = coalesce(completed_at, now()),
         updated_at = now()
     WHERE id = %(campaign_id)s AND status NOT IN ('completed', 'cancelled')
     RETURNING id
 ),
 jobs_cancelled AS (
-    UPDATE jobs
+    UPDATE {jobs}
     SET status = 'cancelled', finished_at = now(), last_error = %(reason)s, updated_at = now()
     WHERE campaign_id = (SELECT id FROM campaign) AND status = 'pending'
     RETURNING id
 ),
 messages_cancelled AS (
-    UPDATE message_logs
+    UPDATE {message_logs}
     SET status = 'cancelled', error_message = %(reason)s, updated_at = now()
     WHERE campaign_id = (SELECT id FROM campaign) AND status IN ('pending', 'queued')
     RETURNING id
@@ -59,20 +59,20 @@ SELECT (SELECT count(*) FROM campaign), (SELECT count(*) FROM messages_cancelled
 -- counter drops by exactly the messages that left `failed`, in the same statement.
 WITH target AS (
     SELECT j.id
-    FROM jobs j
+    FROM {jobs} j
     WHERE j.campaign_id = %(campaign_id)s AND j.status = 'failed'
       AND coalesce(j.error_kind, 'transient') = ANY(%(kinds)s)
     FOR UPDATE
 ),
 rearmed AS (
-    UPDATE jobs j
+    UPDATE {jobs} j
     SET status = 'pending', run_at = now(), attempts = 0, finished_at = NULL, error_kind = NULL,
         last_error = NULL, locked_by = NULL, locked_until = NULL, updated_at = now()
     WHERE j.id = ANY(ARRAY(SELECT id FROM target))
     RETURNING j.message_id
 ),
 requeued AS (
-    UPDATE message_logs m
+    UPDATE {message_logs} m
     SET status = 'queued', error_kind = NULL, queued_at = now(), updated_at = now()
     WHERE m.id = ANY(ARRAY(SELECT message_id FROM rearmed)) AND m.status = 'failed'
     RETURNING m.id
@@ -81,22 +81,22 @@ SELECT dispara_failed_requeued(%(campaign_id)s, (SELECT count(*) FROM requeued))
 
 -- name: campaign_in_flight
 -- Claimed jobs of the campaign that a live worker still holds (a lapsed lease is a dead worker's).
-SELECT count(*) FROM jobs
+SELECT count(*) FROM {jobs}
 WHERE campaign_id = %(campaign_id)s AND status = 'processing' AND locked_until > now();
 
 -- name: campaign_delete
 -- The foreign keys cascade too; deleting explicitly is what lets us count what went.
-WITH messages AS (DELETE FROM message_logs WHERE campaign_id = %(campaign_id)s RETURNING 1),
-     jobs AS (DELETE FROM jobs WHERE campaign_id = %(campaign_id)s RETURNING 1),
-     gone AS (DELETE FROM campaigns WHERE id = %(campaign_id)s RETURNING 1)
-SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM jobs), (SELECT count(*) FROM gone);
+WITH messages AS (DELETE FROM {message_logs} WHERE campaign_id = %(campaign_id)s RETURNING 1),
+     jobs AS (DELETE FROM {jobs} WHERE campaign_id = %(campaign_id)s RETURNING 1),
+     gone AS (DELETE FROM {campaigns} WHERE id = %(campaign_id)s RETURNING 1)
+SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM {jobs}), (SELECT count(*) FROM gone);
 
 -- name: campaign_status_for_update
-SELECT status FROM campaigns WHERE id = %(campaign_id)s FOR UPDATE;
+SELECT status FROM {campaigns} WHERE id = %(campaign_id)s FOR UPDATE;
 
 -- name: campaign_contact_fields
 -- The contacts' columns: as the file had them, else from the first message (jsonb sorts its keys).
 SELECT c.contact_fields,
-       (SELECT m.contact FROM message_logs m WHERE m.campaign_id = c.id ORDER BY m.seq LIMIT 1)
-FROM campaigns c
+       (SELECT m.contact FROM {message_logs} m WHERE m.campaign_id = c.id ORDER BY m.seq LIMIT 1)
+FROM {campaigns} c
 WHERE c.id = %(campaign_id)s;

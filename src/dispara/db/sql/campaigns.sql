@@ -1,10 +1,10 @@
 -- name: campaign_find_by_key
 SELECT id, name, status, total_messages, sent_count, failed_count, created_at
-FROM campaigns
+FROM {campaigns}
 WHERE tenant_id = %(tenant_id)s AND idempotency_key = %(key)s;
 
 -- name: campaign_insert
-INSERT INTO campaigns (
+INSERT INTO {campaigns} (
     tenant_id, user_id, name, target_audience, creative, status, instances, delay_min, delay_max,
     is_scheduled, scheduled_for, transport, retries, idempotency_key, document, daily_cap
 ) VALUES (
@@ -16,17 +16,17 @@ ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
 RETURNING id;
 
 -- name: campaign_set_total
-UPDATE campaigns SET total_messages = %(total)s, updated_at = now() WHERE id = %(campaign_id)s;
+UPDATE {campaigns} SET total_messages = %(total)s, updated_at = now() WHERE id = %(campaign_id)s;
 
 -- name: message_logs_copy
-COPY message_logs (
+COPY {message_logs} (
     tenant_id, campaign_id, seq, phone_number, message_content, message_type, media_url, file_name,
     instance_name, status, queued_at, contact
 ) FROM STDIN;
 
 -- name: jobs_insert_for_campaign
 -- Jobs are derived server-side from the rows just copied: no second trip of every message over the wire.
-INSERT INTO jobs (tenant_id, payload, run_at, max_attempts, instance, campaign_id, message_id)
+INSERT INTO {jobs} (tenant_id, payload, run_at, max_attempts, instance, campaign_id, message_id)
 SELECT m.tenant_id,
        jsonb_build_object(
            'run_location', 'supabase',
@@ -38,17 +38,17 @@ SELECT m.tenant_id,
        m.instance_name,
        m.campaign_id,
        m.id
-FROM message_logs m
+FROM {message_logs} m
 WHERE m.campaign_id = %(campaign_id)s
 ORDER BY m.seq;
 
 -- name: instances_ensure
-INSERT INTO instances (tenant_id, name)
+INSERT INTO {instances} (tenant_id, name)
 SELECT %(tenant_id)s, unnest(%(names)s::text[])
 ON CONFLICT (tenant_id, name) DO NOTHING;
 
 -- name: optouts_all
-SELECT phone FROM optouts WHERE tenant_id = %(tenant_id)s;
+SELECT phone FROM {optouts} WHERE tenant_id = %(tenant_id)s;
 
 -- name: campaign_set_contact_details
-UPDATE campaigns SET test = %(test)s, contact_fields = %(fields)s WHERE id = %(campaign_id)s;
+UPDATE {campaigns} SET test = %(test)s, contact_fields = %(fields)s WHERE id = %(campaign_id)s;

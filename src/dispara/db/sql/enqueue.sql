@@ -2,7 +2,7 @@
 
 -- name: jobs_enqueue
 -- The statement trigger on jobs NOTIFYs dispara_jobs, which wakes the workers.
-INSERT INTO jobs (tenant_id, payload, max_attempts, run_at)
+INSERT INTO {jobs} (tenant_id, payload, max_attempts, run_at)
 VALUES (%(tenant_id)s, %(payload)s::jsonb, coalesce(%(max_attempts)s, 3), coalesce(%(run_at)s, now()))
 RETURNING id;
 
@@ -10,7 +10,7 @@ RETURNING id;
 -- One unpaced job, leased to the caller if it is due and nobody holds it (`--wait` runs it itself): pending,
 -- or left processing by a worker whose lease expired (a lapsed lease costs no attempt, as in
 -- queue_reset_expired_jobs; a poison job is redrive's). `attempts` is the attempt this claim makes.
-UPDATE jobs j
+UPDATE {jobs} j
 SET status = 'processing',
     locked_by = %(worker)s,
     locked_until = now() + make_interval(secs => %(lease_s)s),
@@ -18,7 +18,7 @@ SET status = 'processing',
     started_at = now(),
     updated_at = now()
 WHERE j.id = ANY(ARRAY(
-    SELECT id FROM jobs
+    SELECT id FROM {jobs}
     WHERE id = %(id)s AND tenant_id = %(tenant_id)s AND instance IS NULL
       AND ((status = 'pending' AND run_at <= now())
            OR (status = 'processing' AND locked_until < now() AND lease_expiries + 1 < %(max_expiries)s))
@@ -33,7 +33,7 @@ RETURNING j.id, j.instance, j.payload, j.attempts + 1 AS attempts, j.max_attempt
 SELECT status, result, last_error, error_kind, attempts, max_attempts,
        extract(epoch FROM run_at - now()) AS due_in,
        extract(epoch FROM locked_until - now()) AS lease_left
-FROM jobs
+FROM {jobs}
 WHERE id = %(id)s AND tenant_id = %(tenant_id)s;
 
 -- name: jobs_listen_done

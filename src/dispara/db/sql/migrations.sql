@@ -1,5 +1,5 @@
 -- name: migrations_table
-CREATE TABLE IF NOT EXISTS dispara_migrations (
+CREATE TABLE IF NOT EXISTS {dispara_migrations} (
     version     integer PRIMARY KEY,
     name        text NOT NULL,
     checksum    text NOT NULL,
@@ -7,10 +7,10 @@ CREATE TABLE IF NOT EXISTS dispara_migrations (
 );
 
 -- name: migrations_current
-SELECT coalesce(max(version), 0) FROM dispara_migrations;
+SELECT coalesce(max(version), 0) FROM {dispara_migrations};
 
 -- name: migrations_applied
-SELECT version, name, checksum FROM dispara_migrations ORDER BY version;
+SELECT version, name, checksum FROM {dispara_migrations} ORDER BY version;
 
 -- name: migrations_record
-INSERT INTO dispara_migrations (version, name, checksum) VALUES (%s, %s, %s);
+INSERT INTO {dispara_migrations} (version, name, checksum) VALUES (%s, %s, %s);

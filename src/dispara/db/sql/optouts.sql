@@ -2,25 +2,25 @@
 -- country code), exactly as campaign contacts are, so `optouts_all` (campaigns.sql) matches them.
 
 -- name: optout_add
-INSERT INTO optouts (tenant_id, phone, reason)
+INSERT INTO {optouts} (tenant_id, phone, reason)
 SELECT %(tenant_id)s, phone, %(reason)s
 FROM unnest(%(phones)s::text[]) AS phone
 ON CONFLICT (tenant_id, phone) DO NOTHING
 RETURNING phone;
 
 -- name: optout_remove
-DELETE FROM optouts
+DELETE FROM {optouts}
 WHERE tenant_id = %(tenant_id)s AND phone = ANY(%(phones)s::text[])
 RETURNING phone;
 
 -- name: optout_list
 SELECT phone, reason, created_at
-FROM optouts
+FROM {optouts}
 WHERE tenant_id = %(tenant_id)s
 ORDER BY created_at, phone;
 
 -- name: optout_count
-SELECT count(*) FROM optouts WHERE tenant_id = %(tenant_id)s;
+SELECT count(*) FROM {optouts} WHERE tenant_id = %(tenant_id)s;
 
 -- name: optout_import_table
 -- Dropped explicitly after the import, and at commit in any case.
@@ -38,7 +38,7 @@ WITH firsts AS (
     FROM optout_import
     ORDER BY phone, line
 ), added AS (
-    INSERT INTO optouts (tenant_id, phone, reason)
+    INSERT INTO {optouts} (tenant_id, phone, reason)
     SELECT %(tenant_id)s, phone, reason FROM firsts
     ON CONFLICT (tenant_id, phone) DO NOTHING
     RETURNING 1

@@ -10,17 +10,17 @@ WITH ready AS (
     SELECT i.tenant_id, i.name, i.probe, i.consecutive_failures AS streak,
            CASE WHEN i.day = (now() AT TIME ZONE 'America/Sao_Paulo')::date THEN i.sent_today ELSE 0 END
                AS sent_today
-    FROM instances i
+    FROM {instances} i
     -- Only instances with a job that the next CTE would take: one whose jobs are all blocked (paused
     -- campaign, spent daily cap) must not hold a slot. LATERAL ... LIMIT 1, not EXISTS: with EXISTS the
     -- planner hashes every pending job of the tenant.
     CROSS JOIN LATERAL (
         SELECT true AS ok
-        FROM jobs e
+        FROM {jobs} e
         WHERE e.tenant_id = i.tenant_id AND e.instance = i.name
           AND e.status = 'pending' AND e.run_at <= now()
           AND (e.campaign_id IS NULL OR EXISTS (
-              SELECT 1 FROM campaigns ec
+              SELECT 1 FROM {campaigns} ec
               WHERE ec.id = e.campaign_id AND ec.status = 'processing'
                 AND (ec.daily_cap IS NULL
                      OR CASE WHEN i.day = (now() AT TIME ZONE 'America/Sao_Paulo')::date
@@ -45,18 +45,18 @@ candidates AS (
     FROM ready r
     CROSS JOIN LATERAL (
         SELECT j.id, j.message_id, j.priority, j.run_at, j.campaign_id
-        FROM jobs j
+        FROM {jobs} j
         WHERE j.tenant_id = r.tenant_id AND j.instance = r.name
           AND j.status = 'pending' AND j.run_at <= now()
           AND (j.campaign_id IS NULL OR EXISTS (
-              SELECT 1 FROM campaigns x
+              SELECT 1 FROM {campaigns} x
               WHERE x.id = j.campaign_id AND x.status = 'processing'
                 AND (x.daily_cap IS NULL OR r.sent_today < x.daily_cap)))
         ORDER BY j.priority DESC, j.run_at, j.id
         LIMIT %(run_size)s
         FOR UPDATE OF j SKIP LOCKED
     ) c
-    LEFT JOIN campaigns cp ON cp.id = c.campaign_id
+    LEFT JOIN {campaigns} cp ON cp.id = c.campaign_id
 ),
 numbered AS (
     SELECT c.*,
@@ -73,7 +73,7 @@ picked AS (
 ),
 -- `= ANY(ARRAY(...))` makes the updates primary-key lookups; a join tempts the planner into hashing the table.
 claimed AS (
-    UPDATE jobs j
+    UPDATE {jobs} j
     SET status = 'processing',
         locked_by = %(worker)s,
         locked_until = now() + make_interval(secs => %(lease_s)s),
@@ -87,12 +87,12 @@ claimed AS (
 -- Only sendable messages are returned: a job whose message was cancelled meanwhile comes back without one,
 -- and one whose number has just been opted out comes back cancelled; either way its job completes unsent.
 sending AS (
-    UPDATE message_logs m
+    UPDATE {message_logs} m
     -- A number opted out after the campaign was queued is cancelled here, at the last moment, not sent.
-    SET status = CASE WHEN EXISTS (SELECT 1 FROM optouts x
+    SET status = CASE WHEN EXISTS (SELECT 1 FROM {optouts} x
                                    WHERE x.tenant_id = m.tenant_id AND x.phone = m.phone_number)
                       THEN 'cancelled' ELSE 'sending' END,
-        error_message = CASE WHEN EXISTS (SELECT 1 FROM optouts x
+        error_message = CASE WHEN EXISTS (SELECT 1 FROM {optouts} x
                                           WHERE x.tenant_id = m.tenant_id AND x.phone = m.phone_number)
                              THEN 'opted out after the campaign was queued' ELSE m.error_message END,
         updated_at = now()
@@ -102,13 +102,13 @@ sending AS (
 ),
 started AS (
     -- The seed's started_at: the moment a campaign's first message was claimed (no-op afterwards).
-    UPDATE campaigns c
+    UPDATE {campaigns} c
     SET started_at = now()
     WHERE c.id = ANY(ARRAY(SELECT DISTINCT campaign_id FROM claimed WHERE campaign_id IS NOT NULL))
       AND c.started_at IS NULL
 ),
 leased AS (
-    UPDATE instances i
+    UPDATE {instances} i
     SET locked_by = %(worker)s, locked_until = now() + make_interval(secs => %(lease_s)s), updated_at = now()
     FROM (SELECT DISTINCT tenant_id, name FROM picked) p
     WHERE i.tenant_id = p.tenant_id AND i.name = p.name
@@ -120,7 +120,7 @@ SELECT 'j' AS kind, c.id, c.instance, c.payload, c.attempts, c.max_attempts, c.c
        NULL AS status, NULL AS phone_number, NULL AS message_content, NULL AS message_type,
        NULL AS media_url, NULL AS file_name, r.probe, r.streak
 FROM claimed c
-LEFT JOIN campaigns cp ON cp.id = c.campaign_id
+LEFT JOIN {campaigns} cp ON cp.id = c.campaign_id
 LEFT JOIN ready r ON r.name = c.instance  -- ready is one tenant's
 UNION ALL
 SELECT 'm', s.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
@@ -132,17 +132,17 @@ ORDER BY kind, instance, priority DESC, run_at, id;
 -- Jobs that no WhatsApp instance paces (no `instance`): a plain batch.
 WITH picked AS (
     SELECT j.id
-    FROM jobs j
+    FROM {jobs} j
     WHERE j.tenant_id = %(tenant_id)s AND j.status = 'pending' AND j.instance IS NULL AND j.run_at <= now()
       AND j.payload ->> 'task_type' = ANY(%(task_types)s)
       AND (j.campaign_id IS NULL
-           OR EXISTS (SELECT 1 FROM campaigns c WHERE c.id = j.campaign_id AND c.status = 'processing'))
+           OR EXISTS (SELECT 1 FROM {campaigns} c WHERE c.id = j.campaign_id AND c.status = 'processing'))
     ORDER BY j.priority DESC, j.run_at, j.id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ),
 claimed AS (
-    UPDATE jobs j
+    UPDATE {jobs} j
     SET status = 'processing',
         locked_by = %(worker)s,
         locked_until = now() + make_interval(secs => %(lease_s)s),
@@ -154,12 +154,12 @@ claimed AS (
               j.message_id, j.priority, j.run_at, j.started_at
 ),
 sending AS (
-    UPDATE message_logs m
+    UPDATE {message_logs} m
     -- A number opted out after the campaign was queued is cancelled here, at the last moment, not sent.
-    SET status = CASE WHEN EXISTS (SELECT 1 FROM optouts x
+    SET status = CASE WHEN EXISTS (SELECT 1 FROM {optouts} x
                                    WHERE x.tenant_id = m.tenant_id AND x.phone = m.phone_number)
                       THEN 'cancelled' ELSE 'sending' END,
-        error_message = CASE WHEN EXISTS (SELECT 1 FROM optouts x
+        error_message = CASE WHEN EXISTS (SELECT 1 FROM {optouts} x
                                           WHERE x.tenant_id = m.tenant_id AND x.phone = m.phone_number)
                              THEN 'opted out after the campaign was queued' ELSE m.error_message END,
         updated_at = now()
@@ -169,7 +169,7 @@ sending AS (
 ),
 started AS (
     -- The seed's started_at: the moment a campaign's first message was claimed (no-op afterwards).
-    UPDATE campaigns c
+    UPDATE {campaigns} c
     SET started_at = now()
     WHERE c.id = ANY(ARRAY(SELECT DISTINCT campaign_id FROM claimed WHERE campaign_id IS NOT NULL))
       AND c.started_at IS NULL
@@ -181,7 +181,7 @@ SELECT 'j' AS kind, c.id, c.instance, c.payload, c.attempts, c.max_attempts, c.c
        NULL AS status, NULL AS phone_number, NULL AS message_content, NULL AS message_type,
        NULL AS media_url, NULL AS file_name
 FROM claimed c
-LEFT JOIN campaigns cp ON cp.id = c.campaign_id
+LEFT JOIN {campaigns} cp ON cp.id = c.campaign_id
 UNION ALL
 SELECT 'm', s.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        s.status, s.phone_number, s.message_content, s.message_type, s.media_url, s.file_name
@@ -193,7 +193,7 @@ ORDER BY kind, priority DESC, run_at, id;
 -- lease expired and was taken over gets nothing back for that job, and must not touch its message. A send
 -- that went out is also recorded on a job that went back to pending meanwhile (`adopt`): not yet claimed
 -- again, it must not be sent twice.
-UPDATE jobs j
+UPDATE {jobs} j
 SET status = u.job_status,
     attempts = j.attempts + u.charge,
     run_at = CASE WHEN u.job_status = 'pending' THEN now() + make_interval(secs => u.delay_s) ELSE j.run_at END,
@@ -215,7 +215,7 @@ RETURNING j.id, j.status, j.finished_at;
 -- name: queue_complete_messages
 -- The messages of the jobs just written. A message moves only out of an unfinished status, and the rows
 -- returned are what the caller moves the campaign counters by, in the same transaction: exactly once.
-UPDATE message_logs m
+UPDATE {message_logs} m
 SET status = u.status,
     evolution_key = CASE WHEN u.status = 'sent' THEN u.evo_key ELSE m.evolution_key END,
     evolution_response = CASE WHEN u.status = 'sent' THEN u.response::jsonb ELSE m.evolution_response END,
@@ -244,7 +244,7 @@ WITH u AS (
 ),
 locked AS (
     SELECT c.id, c.status, c.sent_count, c.failed_count, c.total_messages, c.consecutive_failures
-    FROM campaigns c
+    FROM {campaigns} c
     WHERE c.id = ANY(%(ids)b::uuid[])
     ORDER BY c.id
     FOR UPDATE
@@ -254,7 +254,7 @@ calc AS (
            l.sent_count + u.sent AS sent_count,
            l.failed_count + u.failed AS failed_count,
            CASE WHEN u.reset THEN u.streak ELSE l.consecutive_failures + u.streak END AS streak,
-           (SELECT count(*) FROM message_logs m WHERE m.campaign_id = l.id AND m.status = 'cancelled')
+           (SELECT count(*) FROM {message_logs} m WHERE m.campaign_id = l.id AND m.status = 'cancelled')
                AS cancelled
     FROM locked l
     JOIN u ON u.id = l.id
@@ -269,7 +269,7 @@ next AS (
            END AS new_status
     FROM calc
 )
-UPDATE campaigns c
+UPDATE {campaigns} c
 SET sent_count = n.sent_count,
     failed_count = n.failed_count,
     consecutive_failures = n.streak,
@@ -300,7 +300,7 @@ WITH u AS (
 today AS (
     SELECT (now() AT TIME ZONE 'America/Sao_Paulo')::date AS d
 )
-UPDATE instances i
+UPDATE {instances} i
 SET day = t.d,
     sent_today = CASE WHEN i.day = t.d THEN i.sent_today ELSE 0 END + u.sent,
     failed_today = CASE WHEN i.day = t.d THEN i.failed_today ELSE 0 END + u.failed,
@@ -324,7 +324,7 @@ WHERE i.tenant_id = %(tenant_id)s AND i.name = u.name;
 -- name: queue_halt_campaigns
 -- The sender refused our credentials: every running campaign of the tenant pauses with the reason,
 -- until an operator fixes the key and resumes it.
-UPDATE campaigns c
+UPDATE {campaigns} c
 SET status = 'paused', status_reason = %(reason)s, updated_at = now()
 WHERE c.tenant_id = %(tenant_id)s AND c.status = 'processing' AND c.transport = 'jobs'
 RETURNING c.id, c.name, c.status, c.total_messages, c.sent_count, c.failed_count, c.first_claimed_at,
@@ -332,7 +332,7 @@ RETURNING c.id, c.name, c.status, c.total_messages, c.sent_count, c.failed_count
 
 -- name: queue_campaigns_first_claim
 -- Campaigns whose first message is being sent now (once across all workers): the campaign start event.
-UPDATE campaigns
+UPDATE {campaigns}
 SET first_claimed_at = now()
 WHERE id = ANY(%(ids)b::uuid[]) AND first_claimed_at IS NULL
 RETURNING id, name, total_messages, first_claimed_at;
@@ -340,19 +340,19 @@ RETURNING id, name, total_messages, first_claimed_at;
 -- name: queue_heartbeat_jobs
 -- Renews exactly what the worker still holds in memory (in flight, or an outcome not yet stored), never
 -- rows it has forgotten. Rows being completed right now are skipped, not waited for: no deadlock.
-UPDATE jobs
+UPDATE {jobs}
 SET locked_until = now() + make_interval(secs => %(lease_s)s)
 WHERE id IN (
-    SELECT id FROM jobs
+    SELECT id FROM {jobs}
     WHERE id = ANY(%(ids)s::bigint[]) AND status = 'processing' AND locked_by = %(worker)s
     FOR UPDATE SKIP LOCKED
 );
 
 -- name: queue_heartbeat_instances
-UPDATE instances
+UPDATE {instances}
 SET locked_until = now() + make_interval(secs => %(lease_s)s)
 WHERE (tenant_id, name) IN (
-    SELECT tenant_id, name FROM instances
+    SELECT tenant_id, name FROM {instances}
     WHERE tenant_id = %(tenant_id)s AND name = ANY(%(names)s::text[]) AND locked_by = %(worker)s
     FOR UPDATE SKIP LOCKED
 );
@@ -364,13 +364,13 @@ WHERE (tenant_id, name) IN (
 -- cancelled campaign is cancelled instead. Right after a server restart every holder gets one lease of
 -- grace to come back and renew: their leases lapsed only because nobody could reach the database.
 WITH expired AS (
-    SELECT id, campaign_id FROM jobs
+    SELECT id, campaign_id FROM {jobs}
     WHERE tenant_id = %(tenant_id)s AND status = 'processing'
       AND greatest(locked_until, pg_postmaster_start_time() + make_interval(secs => %(lease_s)s)) < now()
     FOR UPDATE SKIP LOCKED
 ),
 reset AS (
-    UPDATE jobs j
+    UPDATE {jobs} j
     SET status = CASE WHEN j.lease_expiries + 1 >= %(max_expiries)s THEN 'processing'
                       WHEN c.status = 'cancelled' THEN 'cancelled'
                       ELSE 'pending' END,
@@ -382,13 +382,13 @@ reset AS (
         run_at = CASE WHEN j.lease_expiries + 1 >= %(max_expiries)s THEN j.run_at ELSE now() END,
         updated_at = now()
     FROM expired e
-    LEFT JOIN campaigns c ON c.id = e.campaign_id
+    LEFT JOIN {campaigns} c ON c.id = e.campaign_id
     WHERE j.id = e.id
     RETURNING j.id, j.instance, j.payload, j.attempts + 1 AS attempts, j.max_attempts, j.campaign_id,
               j.message_id, j.started_at, j.status
 ),
 requeued AS (
-    UPDATE message_logs m
+    UPDATE {message_logs} m
     SET status = CASE WHEN r.status = 'cancelled' THEN 'cancelled' ELSE 'queued' END, updated_at = now()
     FROM reset r
     WHERE m.id = r.message_id AND r.status IN ('pending', 'cancelled') AND m.status = 'sending'
@@ -397,10 +397,10 @@ SELECT id, instance, payload, attempts, max_attempts, campaign_id, message_id, s
 FROM reset;
 
 -- name: queue_reset_expired_instances
-UPDATE instances
+UPDATE {instances}
 SET locked_by = NULL, locked_until = NULL, updated_at = now()
 WHERE (tenant_id, name) IN (
-    SELECT tenant_id, name FROM instances
+    SELECT tenant_id, name FROM {instances}
     WHERE tenant_id = %(tenant_id)s
       AND greatest(locked_until, pg_postmaster_start_time() + make_interval(secs => %(lease_s)s)) < now()
     FOR UPDATE SKIP LOCKED
@@ -410,17 +410,17 @@ WHERE (tenant_id, name) IN (
 -- A paced job is claimed through its instance row; create any that `campaign send` did not. The names are
 -- read by skipping through jobs_runnable_instance (one index probe per instance, not one row per job).
 WITH RECURSIVE names AS (
-    (SELECT j.instance FROM jobs j
+    (SELECT j.instance FROM {jobs} j
      WHERE j.tenant_id = %(tenant_id)s AND j.status = 'pending' AND j.instance IS NOT NULL
      ORDER BY j.instance LIMIT 1)
     UNION ALL
-    SELECT (SELECT j.instance FROM jobs j
+    SELECT (SELECT j.instance FROM {jobs} j
             WHERE j.tenant_id = %(tenant_id)s AND j.status = 'pending' AND j.instance > n.instance
             ORDER BY j.instance LIMIT 1)
     FROM names n
     WHERE n.instance IS NOT NULL
 )
-INSERT INTO instances (tenant_id, name, day)
+INSERT INTO {instances} (tenant_id, name, day)
 SELECT %(tenant_id)s, instance, (now() AT TIME ZONE 'America/Sao_Paulo')::date
 FROM names
 WHERE instance IS NOT NULL
@@ -429,11 +429,11 @@ ON CONFLICT (tenant_id, name) DO NOTHING;
 -- name: queue_next_due
 -- Seconds until the first instance with due work may send again (its gap or pause ends); NULL if none.
 SELECT extract(epoch FROM min(greatest(i.next_send_at, coalesce(i.paused_until, '-infinity'))) - now())
-FROM instances i
+FROM {instances} i
 WHERE i.tenant_id = %(tenant_id)s
   AND greatest(i.next_send_at, coalesce(i.paused_until, '-infinity')) > now()
   AND EXISTS (
-      SELECT 1 FROM jobs j
+      SELECT 1 FROM {jobs} j
       WHERE j.tenant_id = i.tenant_id AND j.instance = i.name AND j.status = 'pending'
         AND j.run_at <= greatest(i.next_send_at, coalesce(i.paused_until, '-infinity'))
   );
@@ -443,9 +443,9 @@ WHERE i.tenant_id = %(tenant_id)s
 -- (draining a campaign means waiting for them), paused instances and campaigns and spent daily caps do.
 SELECT EXISTS (
     SELECT 1
-    FROM jobs j
-    LEFT JOIN campaigns c ON c.id = j.campaign_id
-    LEFT JOIN instances i ON i.tenant_id = j.tenant_id AND i.name = j.instance
+    FROM {jobs} j
+    LEFT JOIN {campaigns} c ON c.id = j.campaign_id
+    LEFT JOIN {instances} i ON i.tenant_id = j.tenant_id AND i.name = j.instance
     WHERE j.tenant_id = %(tenant_id)s AND j.status = 'pending'
       AND j.run_at <= now() + make_interval(secs => %(horizon_s)s)
       AND j.payload ->> 'task_type' = ANY(%(task_types)s)
@@ -458,7 +458,7 @@ SELECT EXISTS (
 ) OR EXISTS (
     -- a dead worker's jobs, soon to be taken over
     SELECT 1
-    FROM jobs j
+    FROM {jobs} j
     WHERE j.tenant_id = %(tenant_id)s AND j.status = 'processing'
       AND j.locked_until <= now() + make_interval(secs => %(horizon_s)s)
 );
@@ -484,9 +484,9 @@ FROM (
                WHEN i.paused_until > now() THEN i.paused_until
                WHEN j.run_at > now() THEN j.run_at
            END AS until
-    FROM jobs j
-    LEFT JOIN campaigns c ON c.id = j.campaign_id
-    LEFT JOIN instances i ON i.tenant_id = j.tenant_id AND i.name = j.instance
+    FROM {jobs} j
+    LEFT JOIN {campaigns} c ON c.id = j.campaign_id
+    LEFT JOIN {instances} i ON i.tenant_id = j.tenant_id AND i.name = j.instance
     WHERE j.tenant_id = %(tenant_id)s AND j.status = 'pending'
 ) pending
 GROUP BY reason

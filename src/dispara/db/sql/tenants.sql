@@ -1,14 +1,14 @@
 -- name: tenant_get_or_create
 WITH inserted AS (
-    INSERT INTO tenants (name) VALUES (%(name)s) ON CONFLICT (name) DO NOTHING RETURNING id
+    INSERT INTO {tenants} (name) VALUES (%(name)s) ON CONFLICT (name) DO NOTHING RETURNING id
 )
 SELECT id FROM inserted
 UNION ALL
-SELECT id FROM tenants WHERE name = %(name)s
+SELECT id FROM {tenants} WHERE name = %(name)s
 LIMIT 1;
 
 -- name: tenant_find
-SELECT id FROM tenants WHERE name = %(name)s;
+SELECT id FROM {tenants} WHERE name = %(name)s;
 
 -- name: tenant_names
-SELECT name FROM tenants ORDER BY name LIMIT 50;
+SELECT name FROM {tenants} ORDER BY name LIMIT 50;

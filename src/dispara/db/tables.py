@@ -1,0 +1,68 @@
+"""dispara's logical table names and the names they have in this deployment (config `tables:`).
+
+SQL files write a table as `{jobs}`; the placeholder is filled in with psycopg's SQL composition when
+the text is loaded, so a renamed table costs nothing per query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import LiteralString
+
+from psycopg import sql
+
+LOGICAL: tuple[LiteralString, ...] = (
+    "tenants",
+    "campaigns",
+    "message_logs",
+    "jobs",
+    "instances",
+    "settings",
+    "optouts",
+    "webhook_events",
+    "evolution_inbox",
+    "evolution_replies",
+    "dispara_migrations",
+)
+
+_renamed: dict[str, tuple[str, ...]] = {}
+
+
+def use(mapping: Mapping[str, str]) -> None:
+    """Install a deployment's names: logical name -> `table` or `schema.table`."""
+    unknown = sorted(set(mapping) - set(LOGICAL))
+    if unknown:
+        raise ValueError(f"unknown table {unknown[0]!r}; dispara's tables are: {', '.join(LOGICAL)}")
+    _renamed.clear()
+    _renamed.update({k: tuple(v.split(".", 1)) for k, v in mapping.items() if v != k})
+
+
+def key() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The names in force, hashable: caches of composed text key on it."""
+    return tuple(sorted(_renamed.items()))
+
+
+def physical(logical: str) -> tuple[str, ...]:
+    """(schema, table) or (table,) as the deployment names it."""
+    return _renamed.get(logical, (logical,))
+
+
+def renamed() -> dict[str, tuple[str, ...]]:
+    return dict(_renamed)
+
+
+def identifier(logical: LiteralString) -> sql.Composable:
+    # Unrenamed tables stay bare words, so the default text is byte for byte what the files say
+    # (and the migrations' checksums do not depend on the deployment).
+    parts = _renamed.get(logical)
+    return sql.Identifier(*parts) if parts else sql.SQL(logical)
+
+
+def compose(template: str, *, shipped: bool = False) -> LiteralString:
+    """The template's `{table}` placeholders filled in; `{{`/`}}` stand for literal braces.
+
+    `shipped` fills in dispara's own names whatever the deployment's are.
+    """
+    names = {name: sql.SQL(name) if shipped else identifier(name) for name in LOGICAL}
+    # Package text plus identifiers quoted by psycopg: as trusted as the file itself, hence LiteralString.
+    return sql.SQL(template).format(**names).as_string(None)
