@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -27,6 +28,8 @@ _ready: set[str] = set()  # DSNs whose schema this process has already checked
 class Database:
     dsn: str
     embedded: bool
+    data_dir: Path | None = None
+    """The embedded server's data directory, where a schema check is remembered across processes."""
 
     @property
     def shown(self) -> str:
@@ -38,7 +41,7 @@ def locate(settings: Settings) -> Database:
     if settings.database_url:
         check_url(settings.database_url)
         return Database(settings.database_url, embedded=False)
-    return Database(embedded.ensure_running(settings.data_dir), embedded=True)
+    return Database(embedded.ensure_running(settings.data_dir), embedded=True, data_dir=settings.data_dir)
 
 
 def check_url(dsn: str) -> None:
@@ -79,6 +82,10 @@ def ensure_schema(db: Database, conn: Connection) -> None:
     """Migrate the embedded database; refuse an external one whose schema is missing or behind."""
     if db.dsn in _ready:
         return
+    schema = migrate.fingerprint()
+    if db.data_dir is not None and embedded.schema_checked(db.data_dir, schema):
+        _ready.add(db.dsn)
+        return
     version = migrate.current_version(conn)
     latest = migrate.latest_version()
     if version > latest:
@@ -99,6 +106,8 @@ def ensure_schema(db: Database, conn: Connection) -> None:
     if todo:
         migrate.apply(conn)
     conn.commit()
+    if db.data_dir is not None:
+        embedded.remember_schema(db.data_dir, schema)
     _ready.add(db.dsn)
 
 
