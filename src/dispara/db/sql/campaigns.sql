@@ -24,8 +24,12 @@ COPY {message_logs} (
     instance_name, status, queued_at, contact
 ) FROM STDIN;
 
--- name: jobs_insert_for_campaign
--- Jobs are derived server-side from the rows just copied: no second trip of every message over the wire.
+-- name: message_logs_last_id
+SELECT coalesce(max(id), 0) FROM {message_logs};
+
+-- name: jobs_insert_for_messages
+-- The jobs of the messages just copied, derived server-side (no second trip of every message over the wire).
+-- Found by id range: ids were handed out in the order the rows were copied, so id order is seq order.
 INSERT INTO {jobs} (tenant_id, payload, run_at, max_attempts, instance, campaign_id, message_id)
 SELECT m.tenant_id,
        jsonb_build_object(
@@ -39,8 +43,8 @@ SELECT m.tenant_id,
        m.campaign_id,
        m.id
 FROM {message_logs} m
-WHERE m.campaign_id = %(campaign_id)s
-ORDER BY m.seq;
+WHERE m.id > %(after)s AND m.id <= %(upto)s AND m.campaign_id = %(campaign_id)s
+ORDER BY m.id;
 
 -- name: instances_ensure
 INSERT INTO {instances} (tenant_id, name)
