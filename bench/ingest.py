@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import postgres_cpu
+
 NAMES = ("Ana", "João", "Maria", "José", "Francisca", "Antônio", "Adriana", "Carlos", "Juliana", "Márcio")
 COMPANIES = ("Padaria Pão Quente", "Açaí da Praia", "Oficina São Jorge", "Loja Bela Vista")
 AREA_CODES = (11, 21, 31, 41, 51, 61, 71, 81, 85, 91)
@@ -54,6 +56,8 @@ def main() -> None:
         env = dict(os.environ, DISPARA_DATA_DIR=str(folder / "data"))
         dispara = [sys.executable, "-m", "dispara"]
         subprocess.run([*dispara, "db", "migrate", "--yes"], env=env, check=True, capture_output=True)
+        dsn = subprocess.run([*dispara, "db", "url"], env=env, capture_output=True, text=True, check=True)
+        server_cpu, client_cpu = postgres_cpu(dsn.stdout.strip()), _children_cpu()
         started = time.perf_counter()
         proc = subprocess.run(
             [*dispara, "campaign", "send", str(campaign), "--yes"],
@@ -63,19 +67,30 @@ def main() -> None:
             check=False,
         )
         elapsed = time.perf_counter() - started
+        client_cpu = _children_cpu() - client_cpu
+        server_cpu = _since(server_cpu, postgres_cpu(dsn.stdout.strip()))
         peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         if proc.returncode != 0:
             sys.exit(f"campaign send failed ({proc.returncode}): {proc.stderr.strip()}")
-        dsn = subprocess.run([*dispara, "db", "url"], env=env, capture_output=True, text=True, check=True)
         try:
-            limit = copy_limit(dsn.stdout.strip(), folder)
+            limit, limit_cpu = copy_limit(dsn.stdout.strip(), folder)
         finally:
             if "DATABASE_URL" not in os.environ:
                 subprocess.run([*dispara, "db", "stop"], env=env, check=False, capture_output=True)
     rate = n / elapsed
     print(f"contacts {n:,}  messages {n:,}  wall {elapsed:.1f}s  {rate:,.0f} messages/s", end="")
-    print(f"  peak RSS {peak_mib:.0f} MiB")
-    print(f"COPY limit {limit:.1f}s  ratio {elapsed / limit:.2f}x")
+    print(f"  peak RSS {peak_mib:.0f} MiB  CPU: dispara {client_cpu:.1f}s, PostgreSQL {server_cpu:.1f}s")
+    print(f"COPY limit {limit:.1f}s (PostgreSQL CPU {limit_cpu:.1f}s)  ratio {elapsed / limit:.2f}x")
+    print(f"load average {os.getloadavg()[0]:.1f}")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _since(before: float | None, after: float | None) -> float:
+    return after - before if before is not None and after is not None else float("nan")
 
 
 # The campaign just sent, copied under a new id (the offset keeps the new rows' ids clear of the old ones).
@@ -107,8 +122,9 @@ JOBS_IN = (
 )
 
 
-def copy_limit(dsn: str, folder: Path) -> float:
-    """Seconds to COPY the sent campaign's message and job rows, pre-rendered, into the same tables."""
+def copy_limit(dsn: str, folder: Path) -> tuple[float, float]:
+    """Seconds to COPY the sent campaign's message and job rows, pre-rendered, into the same tables, and
+    the server's CPU seconds meanwhile."""
     import psycopg
 
     with psycopg.connect(dsn) as conn:
@@ -124,13 +140,13 @@ def copy_limit(dsn: str, folder: Path) -> float:
                     f.write(block)
         conn.commit()
         conn.execute("CHECKPOINT")
-        started = time.perf_counter()
+        cpu, started = postgres_cpu(dsn), time.perf_counter()
         with conn.transaction():
             for _, into, path in dumps:
                 with path.open("rb") as f, conn.cursor().copy(into) as copy:  # type: ignore[arg-type]
                     for block in iter(lambda: f.read(1 << 20), b""):
                         copy.write(block)
-        return time.perf_counter() - started
+        return time.perf_counter() - started, _since(cpu, postgres_cpu(dsn))
 
 
 if __name__ == "__main__":
