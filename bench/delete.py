@@ -4,7 +4,7 @@ A fresh database with two campaigns of N messages and jobs: a finished one to de
 "worker" keeps touching meanwhile (a row update and commit every 10 ms on its own connection, as a worker's
 completions do). Times `dispara campaign delete --yes` as a whole process, then the retention prune of N
 completed jobs (`redrive`'s prune, in its batches), and prints the worker's longest wait during each: what
-the deletion made it wait for, if anything.
+the deletion made it wait for, if anything (its longest wait with nothing else running is printed first).
 """
 
 from __future__ import annotations
@@ -64,6 +64,8 @@ def main() -> None:
         doomed, busy = seed(dsn, n, 10), seed(dsn, n, 10, tenant="busy")
         with psycopg.connect(dsn) as conn:
             conn.execute("UPDATE campaigns SET status = 'completed' WHERE id = %s", (doomed,))
+        _, idle = during(dsn, busy, lambda: time.sleep(3))
+        print(f"nothing else running, 3 s: {waited(idle)}")
         env = dict(os.environ, DATABASE_URL=dsn)
         delete = [sys.executable, "-m", "dispara", "campaign", "delete", doomed, "--yes"]
         elapsed, wait = during(

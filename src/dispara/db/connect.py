@@ -8,18 +8,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from typing import TYPE_CHECKING
 
 from dispara.config import Settings, mask_dsn
-from dispara.db import Connection, embedded, migrate
+from dispara.db import embedded
 from dispara.errors import ConfigError, DatabaseError, SchemaBehindError, SchemaChangedError
 
 CONNECT_TIMEOUT_S = 10
 _SERVER_PREFIX = re.compile(
     r"^(?:connection (?:failed|is bad): )?(?:connection to server (?:at|on) .*? failed: )?"
 )
+
+if TYPE_CHECKING:
+    from dispara.db import Connection
 
 _ready: set[str] = set()  # DSNs whose schema this process has already checked
 
@@ -46,6 +47,9 @@ def locate(settings: Settings) -> Database:
 
 def check_url(dsn: str) -> None:
     """Refuse a DATABASE_URL that is not a PostgreSQL connection string, before trying to connect."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
     example = "postgresql://user:password@host:5432/database"
     shown = mask_dsn(dsn)
     if "://" in dsn and dsn.split("://", 1)[0].lower() not in ("postgresql", "postgres"):
@@ -53,7 +57,7 @@ def check_url(dsn: str) -> None:
     try:
         # Parsing errors quote the string, password included: none of their text is shown.
         options = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
+    except ProgrammingError:
         raise ConfigError(f"DATABASE_URL {shown}: malformed (expected {example})") from None
     port = str(options.get("port") or "5432")
     if not all(part.isdigit() and 0 < int(part) < 65536 for part in port.split(",")):
@@ -70,6 +74,8 @@ def _reason(exc: Exception) -> str:
 
 
 def open_connection(db: Database, *, autocommit: bool = False) -> Connection:
+    import psycopg
+
     try:
         return psycopg.connect(
             db.dsn, autocommit=autocommit, application_name="dispara", connect_timeout=CONNECT_TIMEOUT_S
@@ -80,6 +86,8 @@ def open_connection(db: Database, *, autocommit: bool = False) -> Connection:
 
 def ensure_schema(db: Database, conn: Connection) -> None:
     """Migrate the embedded database; refuse an external one whose schema is missing or behind."""
+    from dispara.db import migrate
+
     if db.dsn in _ready:
         return
     schema = migrate.fingerprint()

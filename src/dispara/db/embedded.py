@@ -15,12 +15,12 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import psycopg
-from psycopg import sql
+from typing import TYPE_CHECKING, Any
 
 from dispara.errors import DatabaseError
+
+if TYPE_CHECKING:
+    import psycopg
 
 DATABASE_NAME = "dispara"
 # Queueing a big campaign writes gigabytes of WAL at once; with the default 1 GB budget the server
@@ -73,6 +73,8 @@ def ensure_running(data_dir: Path) -> str:
     up = running(data_dir)
     if up is not None and _stamp(data_dir)[0] == up.server:
         return up.dsn  # seen ready, its database made, since this start: no lock, no subprocess
+    import psycopg  # not needed above: `db url` on a running server imports no driver at all
+
     pgdata = pgdata_dir(data_dir)
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -149,6 +151,8 @@ def _write_stamp(data_dir: Path, server: str, schema: str) -> None:
 
 
 def _ensure_database(admin_dsn: str) -> None:
+    import psycopg
+
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone()
         if exists:
@@ -160,6 +164,8 @@ def _ensure_database(admin_dsn: str) -> None:
 
 
 def _tune(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    from psycopg import sql
+
     for name, value in SERVER_SETTINGS.items():
         conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
     conn.execute("SELECT pg_reload_conf()")
