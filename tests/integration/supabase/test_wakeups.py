@@ -1,0 +1,216 @@
+"""`db migrate --supabase`: the insert trigger and the minute re-drive through one net.http_post wrapper,
+the bearer key out of every client's reach, --print, --remove; a recording net.http_post stands in for pg_net.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.helpers import Result, run_cli
+from tests.integration.supabase.conftest import DISPATCH_KEY, FAKE_VAULT_SQL, Conn, calls, supabase_like
+
+URL = "http://127.0.0.1:9/dispatch"
+Migrate = Callable[..., Result]
+LAYER_FUNCTIONS = [
+    "dispara_dispatch_key",
+    "dispara_wake_dispatcher",
+    "dispara_notify_job_dispatcher",
+    "dispara_dispatch_if_due",
+    "dispara_jwt_tenant",
+    "dispara_jwt_role",
+    "dispara_check_campaign_tenant",
+]
+
+
+@pytest.fixture
+def cli(env_db: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Migrate:
+    monkeypatch.setenv("DISPARA_API_KEY", DISPATCH_KEY)
+
+    def run(*args: str) -> Result:
+        return run_cli(capsys, "db", "migrate", "--supabase", *args)
+
+    return run
+
+
+def install(cli: Migrate) -> Result:
+    result = cli("--dispatch-url", URL, "--yes")
+    assert result.code == 0, result.err
+    return result
+
+
+def tenant(conn: Conn, name: str = "t") -> object:
+    row = conn.execute("INSERT INTO tenants (name) VALUES (%s) RETURNING id", (name,)).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def insert_jobs(conn: Conn, tenant_id: object, n: int, *, later: bool = False) -> None:
+    run_at = "now() + interval '1 hour'" if later else "now()"
+    conn.execute(
+        f"INSERT INTO jobs (tenant_id, payload, run_at) "
+        f'SELECT %s, \'{{"task_type": "x"}}\', {run_at} FROM generate_series(1, %s)',
+        (tenant_id, n),
+    )
+    conn.commit()
+
+
+def test_one_post_per_insert_statement_with_the_url_and_the_bearer_key(supa: Conn, cli: Migrate) -> None:
+    install(cli)
+    t = tenant(supa)
+    insert_jobs(supa, t, 500)
+    made = calls(supa)
+    assert len(made) == 1
+    assert made[0]["url"] == URL
+    assert made[0]["headers"] == {
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {DISPATCH_KEY}",
+    }
+    assert made[0]["body"] == {"reason": "insert"}
+    insert_jobs(supa, t, 1)
+    insert_jobs(supa, t, 3)
+    assert len(calls(supa)) == 3
+
+
+def test_jobs_not_due_and_rolled_back_inserts_post_nothing(supa: Conn, cli: Migrate) -> None:
+    install(cli)
+    t = tenant(supa)
+    insert_jobs(supa, t, 10, later=True)
+    supa.execute('INSERT INTO jobs (tenant_id, payload) VALUES (%s, \'{"task_type": "x"}\')', (t,))
+    supa.rollback()
+    assert calls(supa) == []
+
+
+def test_the_minute_re_drive_posts_only_when_a_job_is_due_or_a_lease_expired(
+    supa: Conn, cli: Migrate
+) -> None:
+    install(cli)
+    t = tenant(supa)
+    due = "SELECT dispara_dispatch_if_due()"
+    assert supa.execute(due).fetchone() == (None,)
+    insert_jobs(supa, t, 2, later=True)
+    assert supa.execute(due).fetchone() == (None,)
+    assert calls(supa) == []
+    supa.execute("UPDATE jobs SET run_at = now() - interval '1 second'")
+    supa.execute(due)
+    supa.execute("UPDATE jobs SET status = 'processing', locked_until = now() - interval '1 second'")
+    supa.execute(due)
+    supa.commit()
+    made = calls(supa)
+    assert [c["body"] for c in made] == [{"reason": "cron"}] * 2
+    assert made[1]["headers"]["Authorization"] == f"Bearer {DISPATCH_KEY}"
+
+
+def test_the_key_is_in_no_function_text_and_no_client_role_can_read_it(supa: Conn, cli: Migrate) -> None:
+    install(cli)
+    texts = supa.execute("SELECT string_agg(prosrc, ' ') FROM pg_proc").fetchone()
+    triggers = supa.execute("SELECT string_agg(pg_get_triggerdef(oid), ' ') FROM pg_trigger").fetchone()
+    assert texts and triggers and DISPATCH_KEY not in texts[0] + triggers[0]
+    supa.commit()
+    for role in ("anon", "authenticated"):
+        for attempt in (
+            "SELECT value FROM dispara_private.secrets",
+            "SELECT dispara_dispatch_key()",
+            "SELECT dispara_wake_dispatcher('x')",
+        ):
+            supa.execute(f"SET ROLE {role}")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                supa.execute(attempt)
+            supa.rollback()
+
+
+def test_vault_holds_the_key_when_the_database_has_it(supa: Conn, cli: Migrate) -> None:
+    supa.execute(FAKE_VAULT_SQL)
+    supa.commit()
+    install(cli)
+    install(cli)  # again: the secret is updated, not duplicated
+    rows = supa.execute("SELECT name, secret FROM vault.secrets").fetchall()
+    assert rows == [("dispara_dispatch_key", DISPATCH_KEY)]
+    assert supa.execute("SELECT to_regnamespace('dispara_private')").fetchone() == (None,)
+    insert_jobs(supa, tenant(supa), 1)
+    assert calls(supa)[0]["headers"]["Authorization"] == f"Bearer {DISPATCH_KEY}"
+
+
+def test_print_shows_the_sql_without_the_key_and_changes_nothing(supa: Conn, cli: Migrate) -> None:
+    result = cli("--dispatch-url", URL, "--print")
+    assert result.code == 0, result.err
+    assert "CREATE TRIGGER notify_job_dispatcher" in result.out
+    assert "FOR EACH STATEMENT" in result.out and "'<DISPARA_API_KEY>'" in result.out
+    assert DISPATCH_KEY not in result.out + result.err
+    assert supa.execute(
+        "SELECT count(*) FROM pg_trigger WHERE tgname = 'notify_job_dispatcher'"
+    ).fetchone() == (0,)
+
+
+def test_without_pg_net_the_wake_ups_are_left_out_and_it_says_so(db_dsn: str, cli: Migrate) -> None:
+    with psycopg.connect(db_dsn) as conn:
+        supabase_like(conn)
+        result = install(cli)
+        assert "left out: the insert trigger and the minute re-drive: pg_net is not available" in result.err
+        assert conn.execute(
+            "SELECT count(*) FROM pg_trigger WHERE tgname = 'notify_job_dispatcher'"
+        ).fetchone() == (0,)
+        assert conn.execute("SELECT relrowsecurity FROM pg_class WHERE relname = 'jobs'").fetchone() == (
+            True,
+        )
+
+
+def test_on_a_database_without_pg_cron_the_re_drive_is_left_out(supa: Conn, cli: Migrate) -> None:
+    if supa.execute("SELECT to_regnamespace('cron')").fetchone() != (None,):
+        pytest.skip("this server has pg_cron")
+    result = install(cli)
+    assert "left out: the minute re-drive: pg_cron" in result.err
+
+
+def test_remove_takes_the_layer_out(supa: Conn, cli: Migrate) -> None:
+    install(cli)
+    result = cli("--remove", "--yes")
+    assert result.code == 0, result.err
+    assert "Supabase layer removed" in result.out
+    left = supa.execute(
+        "SELECT (SELECT count(*) FROM pg_trigger WHERE tgname = 'notify_job_dispatcher'),"
+        " (SELECT count(*) FROM pg_proc WHERE proname = ANY (%s)),"
+        " (SELECT count(*) FROM pg_policy), (SELECT count(*) FROM pg_class WHERE relrowsecurity),"
+        " to_regnamespace('dispara_private') IS NULL,"
+        " (SELECT prosecdef FROM pg_proc WHERE proname = 'increment_campaign_sent_count')",
+        (LAYER_FUNCTIONS,),
+    ).fetchone()
+    assert left == (0, 0, 0, 0, True, False)
+    insert_jobs(supa, tenant(supa), 1)
+    assert calls(supa) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "message"),
+    [
+        ((), {}, 2, "--supabase takes --dispatch-url URL, or --remove"),
+        (
+            ("--dispatch-url", "ftp://x/dispatch"),
+            {},
+            4,
+            "--dispatch-url 'ftp://x/dispatch': not an http(s) URL",
+        ),
+        (("--dispatch-url", URL), {"DISPARA_API_KEY": ""}, 3, "needs DISPARA_API_KEY"),
+    ],
+)
+def test_bad_input_is_one_line_and_applies_nothing(
+    supa: Conn, cli: Migrate, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...], env: dict[str, str],
+    code: int, message: str,
+) -> None:  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = cli(*args, "--yes")
+    assert message in result.err and "Traceback" not in result.err
+    assert result.code == code
+    assert supa.execute("SELECT count(*) FROM pg_policy").fetchone() == (0,)
+
+
+def test_config_names_the_tenant_claim(tmp_path: Path) -> None:
+    from dispara.config import Settings
+
+    assert Settings().supabase.tenant_claim == "app_metadata.tenant_id"
+    with pytest.raises(ValueError, match="tenant_claim"):
+        Settings.model_validate({"supabase": {"tenant_claim": "a..b"}})
