@@ -34,8 +34,8 @@ def plan_install(conn: Connection, caps: Capabilities, wanted: Wanted) -> Plan:
         _add_rls(conn, plan, schema, wanted.tenant_claim)
     else:
         plan.notes.append(
-            "row-level security and the checked counter functions: there are no anon and authenticated "
-            "roles here, so this is not a Supabase database"
+            "row-level security and the checked counter functions: there are no anon, authenticated and "
+            "service_role roles here, so this is not a Supabase database"
         )
     if not _use_http_post(plan, caps):
         return plan

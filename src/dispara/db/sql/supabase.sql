@@ -9,7 +9,8 @@ SELECT to_regprocedure('net.http_post(text, jsonb, jsonb, jsonb, integer)') IS N
        coalesce(current_setting('cron.database_name', true), 'postgres') = current_database()
            AS cron_database,
        to_regclass('vault.decrypted_secrets') IS NOT NULL AS has_vault,
-       (SELECT count(*) = 2 FROM pg_roles WHERE rolname IN ('anon', 'authenticated')) AS has_client_roles,
+       (SELECT count(*) = 3 FROM pg_roles WHERE rolname IN ('anon', 'authenticated', 'service_role'))
+           AS has_client_roles,
        current_schema() AS schema;
 
 -- name: supabase_vault_secret_id

@@ -41,4 +41,4 @@ END;
 $$;
 REVOKE ALL ON FUNCTION increment_campaign_sent_count(uuid), increment_campaign_failed_count(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION increment_campaign_sent_count(uuid), increment_campaign_failed_count(uuid)
-    TO authenticated;
+    TO authenticated, service_role;
