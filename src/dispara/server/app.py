@@ -38,6 +38,7 @@ from dispara.receipts.setup import mask_secret_path
 from dispara.server import evolution_hooks
 from dispara.server.deliveries import Answer, BadDelivery, Deliveries, DeliveryBody
 from dispara.server.signature import InvalidSignature, verify
+from dispara.supabase import pooler
 from dispara.transports.qstash import FAILED_PATH, MESSAGES_PATH, endpoint
 
 log = logging.getLogger("dispara.serve")
@@ -126,11 +127,12 @@ class Server:
             conn.commit()
         self.tenant = tenant
         self.webhooks.start(tenant)
+        dsn = locate(self.settings).dsn
         self.pool = ConnectionPool(
-            locate(self.settings).dsn,
+            dsn,
             min_size=2,
             max_size=POOL_SIZE,
-            kwargs={"application_name": "dispara-serve"},
+            kwargs={"application_name": "dispara-serve", **pooler.connect_options(dsn)},
             open=True,
         )
         self.sender = self.given_sender or make_sender(self.settings, POOL_SIZE * 2)
