@@ -5,9 +5,11 @@ place of pg_net, a minimal Vault; and the PG15 cluster with pg_cron preloaded th
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from psycopg.rows import dict_row
@@ -137,3 +139,38 @@ def cron_db(pgcron_url: str) -> Iterator[Conn]:
         migrate.apply(conn)
         supabase_like(conn)
         yield conn
+
+
+class PgNetRelay:
+    """Plays pg_net's background worker: POSTs each recorded net.http_post request to its URL, after
+    the transaction that made it has committed (only then is the row visible here), and keeps the answer.
+    """
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="pg_net-relay", daemon=True)
+
+    def __enter__(self) -> PgNetRelay:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(30)
+
+    def _run(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn, httpx.Client() as http:
+            while not self.stop.wait(0.05):
+                pending = conn.execute(
+                    "SELECT id, url, body, headers, timeout_milliseconds FROM net.calls"
+                    " WHERE relayed_status IS NULL ORDER BY id"
+                ).fetchall()
+                for call_id, url, body, headers, timeout_ms in pending:
+                    try:
+                        status = http.post(
+                            url, json=body, headers=headers, timeout=timeout_ms / 1000
+                        ).status_code
+                    except httpx.HTTPError:
+                        status = 0  # pg_net records a failed request and moves on
+                    conn.execute("UPDATE net.calls SET relayed_status = %s WHERE id = %s", (status, call_id))
