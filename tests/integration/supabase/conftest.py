@@ -4,6 +4,7 @@ place of pg_net, a minimal Vault; and the PG15 cluster with pg_cron preloaded th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
@@ -108,8 +109,8 @@ def supa(db_dsn: str) -> Iterator[Conn]:
         yield conn
 
 
-@pytest.fixture(scope="session")
-def pgcron_url() -> str:
+def require_pgcron() -> str:
+    """The pg_cron cluster's URL; skips the test when there is none."""
     url = os.environ.get(PGCRON_ENV)
     if not url:
         pytest.skip(
@@ -129,15 +130,26 @@ def _reset(conn: Conn) -> None:
     conn.execute(ROLES_SQL)
 
 
-@pytest.fixture
-def cron_db(pgcron_url: str) -> Iterator[Conn]:
+@contextlib.contextmanager
+def cron_database(url: str) -> Iterator[Conn]:
     """The pg_cron cluster's database, migrated, Supabase-like, with the recording net.http_post."""
-    with psycopg.connect(pgcron_url, autocommit=True) as admin:
+    with psycopg.connect(url, autocommit=True) as admin:
         _reset(admin)
         admin.execute(FAKE_NET_SQL)
-    with psycopg.connect(pgcron_url) as conn:
+    with psycopg.connect(url) as conn:
         migrate.apply(conn)
         supabase_like(conn)
+        yield conn
+
+
+@pytest.fixture
+def pgcron_url() -> str:
+    return require_pgcron()
+
+
+@pytest.fixture
+def cron_db(pgcron_url: str) -> Iterator[Conn]:
+    with cron_database(pgcron_url) as conn:
         yield conn
 
 
