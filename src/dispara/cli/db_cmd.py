@@ -90,7 +90,7 @@ def _migrate_supabase(
     database = locate(app.settings)
     with open_connection(database) as conn:
         todo = [] if remove else mig.pending(conn)
-        plan = install.prepare(conn, app.settings, dispatch_url, remove=remove)
+        plan = install.prepare(conn, app.settings, dispatch_url, remove=remove, applying=not print_only)
         conn.rollback()
         script = "".join(m.script() for m in todo) + plan.script()
         if print_only:

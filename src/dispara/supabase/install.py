@@ -142,8 +142,13 @@ def check_dispatch_url(url: str) -> None:
         raise InputError(f"--dispatch-url {url!r}: not an http(s) URL (expected https://host/dispatch)")
 
 
-def prepare(conn: Connection, settings: Settings, dispatch_url: str | None, *, remove: bool) -> Plan:
-    """The plan `db migrate --supabase` shows: the install for these settings, or the removal."""
+def prepare(
+    conn: Connection, settings: Settings, dispatch_url: str | None, *, remove: bool, applying: bool
+) -> Plan:
+    """The plan `db migrate --supabase` shows: the install for these settings, or the removal.
+
+    Applying needs the bearer key; printing does not (the script shows a placeholder for it).
+    """
     caps = detect(conn)
     if remove:
         return plan_remove(conn, caps)
@@ -151,6 +156,6 @@ def prepare(conn: Connection, settings: Settings, dispatch_url: str | None, *, r
     check_dispatch_url(dispatch_url)
     wanted = Wanted(dispatch_url, settings.server.dispatch_seconds, settings.supabase.tenant_claim)
     plan = plan_install(conn, caps, wanted)
-    if plan.key_store is not None and not settings.server.api_key:
+    if applying and plan.key_store is not None and not settings.server.api_key:
         raise ConfigError("db migrate --supabase needs DISPARA_API_KEY (server.api_key): /dispatch checks it")
     return plan

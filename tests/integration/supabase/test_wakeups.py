@@ -214,3 +214,10 @@ def test_config_names_the_tenant_claim(tmp_path: Path) -> None:
     assert Settings().supabase.tenant_claim == "app_metadata.tenant_id"
     with pytest.raises(ValueError, match="tenant_claim"):
         Settings.model_validate({"supabase": {"tenant_claim": "a..b"}})
+
+
+def test_print_needs_no_key(supa: Conn, cli: Migrate, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DISPARA_API_KEY")
+    result = cli("--dispatch-url", URL, "--print")
+    assert result.code == 0, result.err
+    assert "VALUES ('dispara_dispatch_key', '<DISPARA_API_KEY>')" in result.out
