@@ -69,7 +69,7 @@ def _text(name: str) -> str:
     return resources.files("dispara.db").joinpath("supabase", f"{name}.sql").read_text(encoding="utf-8")
 
 
-def render(conn: Connection, name: str, **values: sql.Composable) -> str:
+def render(conn: Connection | None, name: str, **values: sql.Composable) -> str:
     """A script with the deployment's table names and the given values filled in."""
     names = {logical: tables.identifier(logical) for logical in tables.LOGICAL}
     # Package text; the values are psycopg-quoted identifiers and literals.

@@ -11,7 +11,15 @@ import psycopg
 import pytest
 
 from tests.helpers import Result, run_cli
-from tests.integration.supabase.conftest import DISPATCH_KEY, FAKE_VAULT_SQL, Conn, calls, supabase_like
+from tests.integration.supabase.conftest import (
+    DISPATCH_KEY,
+    FAKE_NET_SQL,
+    FAKE_VAULT_SQL,
+    ROLES_SQL,
+    Conn,
+    calls,
+    supabase_like,
+)
 
 URL = "http://127.0.0.1:9/dispatch"
 Migrate = Callable[..., Result]
@@ -221,3 +229,32 @@ def test_print_needs_no_key(supa: Conn, cli: Migrate, monkeypatch: pytest.Monkey
     result = cli("--dispatch-url", URL, "--print")
     assert result.code == 0, result.err
     assert "VALUES ('dispara_dispatch_key', '<DISPARA_API_KEY>')" in result.out
+
+
+def test_on_an_empty_database_the_schema_and_the_layer_go_in_together(
+    empty_db_dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from dispara.db import migrate
+
+    monkeypatch.setenv("DATABASE_URL", empty_db_dsn)
+    monkeypatch.setenv("DISPARA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DISPARA_API_KEY", DISPATCH_KEY)
+    with psycopg.connect(empty_db_dsn) as conn:
+        conn.execute(ROLES_SQL)
+        conn.execute(FAKE_NET_SQL)
+        conn.commit()
+        result = run_cli(capsys, "db", "migrate", "--supabase", "--dispatch-url", URL, "--yes")
+        assert result.code == 0, result.err
+        assert "-- migration 0001_schema" in result.err
+        assert migrate.current_version(conn) == migrate.latest_version()
+        insert_jobs(conn, tenant(conn), 2)
+        assert len(calls(conn)) == 1
+
+
+def test_unconfirmed_nothing_is_applied(supa: Conn, cli: Migrate) -> None:
+    result = cli("--dispatch-url", URL)  # no terminal answers the question
+    assert result.code != 0
+    assert "CREATE TRIGGER notify_job_dispatcher" in result.err
+    assert supa.execute(
+        "SELECT count(*) FROM pg_trigger WHERE tgname = 'notify_job_dispatcher'"
+    ).fetchone() == (0,)
