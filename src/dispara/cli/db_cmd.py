@@ -136,11 +136,16 @@ def status(app: App) -> None:
     from dispara.db.connect import locate, open_connection
 
     database = locate(app.settings)
+    from dispara.supabase.layer import installed
+
     with open_connection(database) as conn:
         version = mig.current_version(conn)
+        layer = installed(conn)
     kind = "embedded" if database.embedded else "external"
     state = "up to date" if version == mig.latest_version() else f"behind (latest {mig.latest_version()})"
     click.echo(f"{kind} database {database.shown}\nschema version {version}: {state}")
+    if layer:
+        click.echo(f"Supabase layer: {', '.join(layer)}")
 
 
 @db.command()

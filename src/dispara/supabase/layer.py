@@ -78,3 +78,20 @@ def render(conn: Connection | None, name: str, **values: sql.Composable) -> str:
 
 def _key_statement(store: str) -> str:
     return q("supabase_vault_secret_create") if store == "vault" else q("supabase_private_secret_set")
+
+
+def installed(conn: Connection) -> list[str]:
+    """The parts of the layer in place, as `db status` names them; empty when there is none."""
+    row = conn.execute(q("supabase_installed")).fetchone()
+    assert row is not None
+    trigger, rls, private_key, has_cron, has_vault = row
+    parts = ["insert trigger notify_job_dispatcher"] if trigger else []
+    if has_cron and conn.execute(q("supabase_cron_job"), {"name": CRON_JOB}).fetchone():
+        parts.append(f"pg_cron job {CRON_JOB}")
+    if has_vault and conn.execute(q("supabase_vault_key_exists")).fetchone():
+        parts.append("bearer key in Vault")
+    elif private_key:
+        parts.append("bearer key in dispara_private.secrets")
+    if rls:
+        parts.append("row-level security")
+    return parts

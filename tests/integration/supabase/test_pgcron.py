@@ -58,7 +58,10 @@ def wait_for_run(conn: Conn, after: int) -> list[tuple[str, str]]:
     return done
 
 
-def test_the_job_is_scheduled_every_minute_with_the_documented_command(installed: Conn) -> None:
+def test_the_job_is_scheduled_every_minute_with_the_documented_command(
+    installed: Conn, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert "pg_cron job dispara-dispatch" in run_cli(capsys, "db", "status").out
     job = installed.execute(
         "SELECT schedule, command, active, database FROM cron.job WHERE jobname = %s", (CRON_JOB,)
     ).fetchone()

@@ -173,6 +173,19 @@ def test_on_a_database_without_pg_cron_the_re_drive_is_left_out(supa: Conn, cli:
     assert "left out: the minute re-drive: pg_cron" in result.err
 
 
+def test_db_status_names_the_parts_installed(
+    supa: Conn, cli: Migrate, capsys: pytest.CaptureFixture[str]
+) -> None:
+    install(cli)
+    shown = run_cli(capsys, "db", "status").out
+    assert shown.endswith(
+        "Supabase layer: insert trigger notify_job_dispatcher, bearer key in dispara_private.secrets, "
+        "row-level security\n"
+    )
+    cli("--remove", "--yes")
+    assert run_cli(capsys, "db", "status").out.endswith("up to date\n")
+
+
 def test_remove_takes_the_layer_out(supa: Conn, cli: Migrate) -> None:
     install(cli)
     result = cli("--remove", "--yes")

@@ -25,3 +25,17 @@ SELECT vault.update_secret(%(id)s, %(key)s);
 -- name: supabase_private_secret_set
 INSERT INTO dispara_private.secrets (name, value) VALUES ('dispara_dispatch_key', %(key)s)
 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, updated_at = now();
+
+-- name: supabase_installed
+-- Which parts of the Supabase layer this database has (for `db status`).
+SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'notify_job_dispatcher') AS trigger,
+       EXISTS (SELECT 1 FROM pg_policy WHERE polname = 'dispara_own_tenant') AS rls,
+       to_regclass('dispara_private.secrets') IS NOT NULL AS private_key,
+       to_regclass('cron.job') IS NOT NULL AS has_cron,
+       to_regclass('vault.secrets') IS NOT NULL AS has_vault;
+
+-- name: supabase_cron_job
+SELECT schedule FROM cron.job WHERE jobname = %(name)s AND active;
+
+-- name: supabase_vault_key_exists
+SELECT 1 FROM vault.secrets WHERE name = 'dispara_dispatch_key';
