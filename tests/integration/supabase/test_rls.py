@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -148,3 +149,26 @@ def test_the_counters_pin_their_search_path(supa: Conn, two: dict[str, tuple[UUI
         ("increment_campaign_sent_count", True),
     ]
     assert all(config == ["search_path=public, pg_catalog, pg_temp"] for _, _, config in rows)
+
+
+def test_the_tenant_claim_path_is_configurable(
+    supa: Conn,
+    env_db: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "dispara.yaml"
+    config.write_text("supabase:\n  tenant_claim: org.tenant\n", encoding="utf-8")
+    monkeypatch.setenv("DISPARA_CONFIG", str(config))
+    monkeypatch.setenv("DISPARA_API_KEY", DISPATCH_KEY)
+    result = run_cli(capsys, "db", "migrate", "--supabase", "--dispatch-url", "http://127.0.0.1:9/d", "--yes")
+    assert result.code == 0, result.err
+    a, _ = seed(supa, "a")
+    seed(supa, "b")
+    supa.execute("SET ROLE authenticated")
+    claims = {"role": "authenticated", "org": {"tenant": str(a)}}
+    supa.execute("SELECT set_config('request.jwt.claims', %s, true)", (json.dumps(claims),))
+    assert supa.execute("SELECT DISTINCT tenant_id FROM campaigns").fetchall() == [(a,)]
+    as_user(supa, a)  # app_metadata.tenant_id is no longer where the tenant is read
+    assert supa.execute("SELECT count(*) FROM campaigns").fetchone() == (0,)

@@ -271,3 +271,11 @@ def test_unconfirmed_nothing_is_applied(supa: Conn, cli: Migrate) -> None:
     assert supa.execute(
         "SELECT count(*) FROM pg_trigger WHERE tgname = 'notify_job_dispatcher'"
     ).fetchone() == (0,)
+
+
+def test_remove_deletes_the_key_from_vault(supa: Conn, cli: Migrate) -> None:
+    supa.execute(FAKE_VAULT_SQL)
+    supa.commit()
+    install(cli)
+    assert cli("--remove", "--yes").code == 0
+    assert supa.execute("SELECT count(*) FROM vault.secrets").fetchone() == (0,)
