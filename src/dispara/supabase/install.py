@@ -28,6 +28,7 @@ class Wanted:
 
 
 def plan_install(conn: Connection, caps: Capabilities, wanted: Wanted) -> Plan:
+    """RLS and the checked counters where the client roles exist; the wake-ups where net.http_post can."""
     plan = Plan()
     schema = sql.Identifier(caps.schema)
     if caps.has_client_roles:
@@ -107,6 +108,7 @@ def _use_cron(plan: Plan, caps: Capabilities) -> bool:
 
 
 def plan_remove(conn: Connection, caps: Capabilities) -> Plan:
+    """Everything the install may have put in; each step does nothing where its part is not there."""
     plan = Plan()
     if caps.has_cron:
         plan.steps.append(render(conn, "remove_cron"))

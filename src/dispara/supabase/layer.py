@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from typing import Literal
 
 from psycopg import sql
 from psycopg.rows import dict_row
@@ -17,6 +18,7 @@ from dispara.db import Connection, tables
 from dispara.db.queries import q
 
 CRON_JOB = "dispara-dispatch"
+KeyStore = Literal["vault", "private"]
 KEY_SHOWN = "'<DISPARA_API_KEY>'"
 CLOSED = ("dispara_migrations",)  # bookkeeping: no client role gets a row of it
 TENANTS = "tenants"
@@ -43,7 +45,7 @@ class Plan:
 
     steps: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    key_store: str | None = None
+    key_store: KeyStore | None = None
 
     def script(self) -> str:
         """The whole layer as shown before it is applied (the key itself is never shown)."""
@@ -76,7 +78,7 @@ def render(conn: Connection | None, name: str, **values: sql.Composable) -> str:
     return sql.SQL(_text(name)).format(**names, **values).as_string(conn)
 
 
-def _key_statement(store: str) -> str:
+def _key_statement(store: KeyStore) -> str:
     return q("supabase_vault_secret_create") if store == "vault" else q("supabase_private_secret_set")
 
 
