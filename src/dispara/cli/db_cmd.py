@@ -134,10 +134,9 @@ def status(app: App) -> None:
     """
     from dispara.db import migrate as mig
     from dispara.db.connect import locate, open_connection
-
-    database = locate(app.settings)
     from dispara.supabase.layer import installed
 
+    database = locate(app.settings)
     with open_connection(database) as conn:
         version = mig.current_version(conn)
         layer = installed(conn)
