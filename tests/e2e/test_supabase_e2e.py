@@ -89,10 +89,9 @@ def test_campaign_send_wakes_serve_through_the_insert_trigger_and_serve_alone_co
         wait_for(lambda: all(c["relayed_status"] for c in calls(cron_db)), 30, "the relay to finish")
     made = calls(cron_db)
     inserts = [c for c in made if c["body"] == {"reason": "insert"}]
-    assert len(inserts) == 1  # one INSERT statement of 40 jobs
-    assert {(c["url"], c["headers"]["Authorization"], c["relayed_status"]) for c in made} == {
-        (url, f"Bearer {DISPATCH_KEY}", 200)
-    }
+    assert len(inserts) == 1 and inserts[0]["relayed_status"] == 200  # one INSERT statement of 40 jobs
+    assert {(c["url"], c["headers"]["Authorization"]) for c in made} == {(url, f"Bearer {DISPATCH_KEY}")}
+    assert {c["relayed_status"] for c in made} <= {200, 202}  # 202: a minute run during the drain
     state = campaign_state(cron_db, campaign_id)
     assert state["messages"] == {"sent": 40} and state["sent_count"] == 40
     accepted = Counter(r.body["number"] for r in evolution.sends() if r.status == 201)
