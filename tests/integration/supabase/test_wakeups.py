@@ -279,3 +279,41 @@ def test_remove_deletes_the_key_from_vault(supa: Conn, cli: Migrate) -> None:
     install(cli)
     assert cli("--remove", "--yes").code == 0
     assert supa.execute("SELECT count(*) FROM vault.secrets").fetchone() == (0,)
+
+
+def test_the_layer_follows_renamed_tables(empty_db_dsn: str) -> None:
+    from dispara.config import Settings
+    from dispara.db import migrate, tables
+    from dispara.supabase import install
+
+    settings = Settings.model_validate({"server": {"api_key": DISPATCH_KEY}})
+    with psycopg.connect(empty_db_dsn) as conn:
+        conn.execute(ROLES_SQL)
+        conn.execute(FAKE_NET_SQL)
+        conn.execute("CREATE SCHEMA app")
+        migrate.apply(conn)
+        for name in tables.LOGICAL:  # the deployment's own names, as a mapping would find them
+            conn.execute(f"ALTER TABLE {name} RENAME TO x_{name}")
+            conn.execute(f"ALTER TABLE x_{name} SET SCHEMA app")
+        conn.commit()
+    tables.use({name: f"app.x_{name}" for name in tables.LOGICAL})
+    try:
+        with psycopg.connect(empty_db_dsn) as conn:
+            plan = install.prepare(conn, settings, URL, remove=False, applying=True)
+            install.apply(conn, plan, DISPATCH_KEY)
+            conn.commit()
+            t = conn.execute("INSERT INTO app.x_tenants (name) VALUES ('t') RETURNING id").fetchone()
+            assert t is not None
+            conn.execute('INSERT INTO app.x_jobs (tenant_id, payload) VALUES (%s, \'{"task_type": "x"}\')', t)
+            conn.commit()
+            assert len(calls(conn)) == 1
+            secured = conn.execute(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = 'app' AND c.relkind = 'r' AND c.relrowsecurity"
+            ).fetchone()
+            assert secured == (len(tables.LOGICAL),)
+            install.apply(conn, install.prepare(conn, settings, None, remove=True, applying=True), None)
+            conn.commit()
+            assert conn.execute("SELECT count(*) FROM pg_policy").fetchone() == (0,)
+    finally:
+        tables.use({})
