@@ -1,4 +1,4 @@
-"""The Supabase layer of `db migrate --supabase`: what the database offers, the SQL that follows, applying it.
+"""The Supabase layer of `db migrate --supabase`: what the database offers, plans, scripts, what is in place.
 
 Scripts live in dispara/db/supabase/*.sql with `{placeholders}` for tables (the deployment's names) and
 for the few values composed in as literals (the /dispatch URL, the JWT claim path).
