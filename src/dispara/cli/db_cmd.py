@@ -55,7 +55,9 @@ def migrate(
             raise click.UsageError("--all goes with --print, and without --supabase")
         click.echo(mig.bookkeeping_sql() + "\n".join(m.script() for m in mig.available()), nl=False)
         return
-    if supabase or dispatch_url or remove:
+    if (dispatch_url or remove) and not supabase:
+        raise click.UsageError("--dispatch-url and --remove go with --supabase")
+    if supabase:
         _migrate_supabase(app, yes=yes, print_only=print_only, dispatch_url=dispatch_url, remove=remove)
         return
     database = locate(app.settings)

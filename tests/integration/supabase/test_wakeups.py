@@ -204,6 +204,15 @@ def test_remove_takes_the_layer_out(supa: Conn, cli: Migrate) -> None:
     assert calls(supa) == []
 
 
+def test_remove_goes_with_supabase(supa: Conn, cli: Migrate, capsys: pytest.CaptureFixture[str]) -> None:
+    install(cli)
+    result = run_cli(capsys, "db", "migrate", "--remove", "--yes")
+    assert result.code == 2 and "--dispatch-url and --remove go with --supabase" in result.err
+    assert supa.execute(
+        "SELECT count(*) FROM pg_trigger WHERE tgname = 'notify_job_dispatcher'"
+    ).fetchone() == (1,)
+
+
 @pytest.mark.parametrize(
     ("args", "env", "code", "message"),
     [
