@@ -7,6 +7,7 @@ for the few values composed in as literals (the /dispatch URL, the JWT claim pat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import Literal
@@ -88,8 +89,9 @@ def installed(conn: Connection) -> list[str]:
     assert row is not None
     trigger, rls, private_key, has_cron, has_vault = row
     parts = ["insert trigger notify_job_dispatcher"] if trigger else []
-    if has_cron and conn.execute(q("supabase_cron_job"), {"name": CRON_JOB}).fetchone():
-        parts.append(f"pg_cron job {CRON_JOB}")
+    job = conn.execute(q("supabase_cron_job"), {"name": CRON_JOB}).fetchone() if has_cron else None
+    if job is not None:
+        parts.append(f"pg_cron job {CRON_JOB}{_last_run(*job)}")
     if has_vault and conn.execute(q("supabase_vault_key_exists")).fetchone():
         parts.append("bearer key in Vault")
     elif private_key:
@@ -97,3 +99,11 @@ def installed(conn: Connection) -> list[str]:
     if rls:
         parts.append("row-level security")
     return parts
+
+
+def _last_run(status: str | None, started: datetime | None, message: str | None) -> str:
+    if status is None or started is None:
+        return " (not run yet)"
+    at = started.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    why = f", {message}" if status == "failed" and message else ""  # pg_cron's error text
+    return f" (last run {at}: {status}{why})"

@@ -4,6 +4,7 @@ is scheduled with the documented command, runs, and posts only when a job is due
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def wait_for_run(conn: Conn, after: int) -> list[tuple[str, str]]:
 def test_the_job_is_scheduled_every_minute_with_the_documented_command(
     installed: Conn, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert "pg_cron job dispara-dispatch" in run_cli(capsys, "db", "status").out
+    assert "pg_cron job dispara-dispatch (not run yet)" in run_cli(capsys, "db", "status").out
     job = installed.execute(
         "SELECT schedule, command, active, database FROM cron.job WHERE jobname = %s", (CRON_JOB,)
     ).fetchone()
@@ -71,7 +72,9 @@ def test_the_job_is_scheduled_every_minute_with_the_documented_command(
     assert DISPATCH_KEY not in str(job)
 
 
-def test_the_job_runs_and_posts_only_when_a_job_is_due(installed: Conn) -> None:
+def test_the_job_runs_and_posts_only_when_a_job_is_due(
+    installed: Conn, capsys: pytest.CaptureFixture[str]
+) -> None:
     tenant = installed.execute("INSERT INTO tenants (name) VALUES ('t') RETURNING id").fetchone()
     assert tenant is not None
     installed.execute(
@@ -82,6 +85,9 @@ def test_the_job_runs_and_posts_only_when_a_job_is_due(installed: Conn) -> None:
     installed.commit()
     first = wait_for_run(installed, 0)
     assert first[-1] == ("succeeded", COMMAND)
+    assert re.search(
+        r"dispara-dispatch \(last run [\d-]+ [\d:]+ UTC: succeeded\)", run_cli(capsys, "db", "status").out
+    )
     assert calls(installed) == []  # nothing due: no POST
     installed.execute("UPDATE jobs SET run_at = now()")  # due now; an UPDATE fires no insert trigger
     installed.commit()

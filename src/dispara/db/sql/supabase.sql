@@ -35,7 +35,14 @@ SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'notify_job_dispatcher') 
        to_regclass('vault.secrets') IS NOT NULL AS has_vault;
 
 -- name: supabase_cron_job
-SELECT schedule FROM cron.job WHERE jobname = %(name)s AND active;
+-- The minute job and its last run, if it has run.
+SELECT d.status, d.start_time, d.return_message
+FROM cron.job j
+LEFT JOIN LATERAL (
+    SELECT status, start_time, return_message FROM cron.job_run_details r
+    WHERE r.jobid = j.jobid ORDER BY r.runid DESC LIMIT 1
+) d ON true
+WHERE j.jobname = %(name)s AND j.active;
 
 -- name: supabase_vault_key_exists
 SELECT 1 FROM vault.secrets WHERE name = 'dispara_dispatch_key';
