@@ -17,6 +17,7 @@ from tests.integration.supabase.conftest import DISPATCH_KEY, Conn, calls
 
 pytestmark = pytest.mark.slow
 COMMAND = 'SELECT "public".dispara_dispatch_if_due()'
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -69,6 +70,8 @@ def test_the_job_is_scheduled_every_minute_with_the_documented_command(
     database = installed.execute("SELECT current_database()").fetchone()
     assert database is not None
     assert job == ("* * * * *", COMMAND, True, database[0])
+    documented = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert f"`{COMMAND}`" in documented  # the README states the command as it is
     assert DISPATCH_KEY not in str(job)
 
 
