@@ -15,7 +15,7 @@ import pytest
 
 from dispara.db import tables
 from tests.helpers import run_cli
-from tests.integration.supabase.conftest import DISPATCH_KEY, Conn
+from tests.integration.supabase.conftest import DISPATCH_KEY, Conn, calls
 
 # One row of each tenant table, for a tenant %(t)s and its campaign %(c)s.
 ROWS = {
@@ -172,3 +172,16 @@ def test_the_tenant_claim_path_is_configurable(
     assert supa.execute("SELECT DISTINCT tenant_id FROM campaigns").fetchall() == [(a,)]
     as_user(supa, a)  # app_metadata.tenant_id is no longer where the tenant is read
     assert supa.execute("SELECT count(*) FROM campaigns").fetchone() == (0,)
+
+
+def test_a_job_the_web_app_inserts_through_the_api_wakes_the_dispatcher(
+    supa: Conn, two: dict[str, tuple[UUID, UUID]]
+) -> None:
+    supa.execute("DELETE FROM jobs")
+    supa.execute("TRUNCATE net.calls")
+    supa.commit()
+    as_user(supa, two["a"][0])
+    supa.execute('INSERT INTO jobs (tenant_id, payload) VALUES (%s, \'{"task_type": "x"}\')', (two["a"][0],))
+    supa.commit()
+    supa.execute("RESET ROLE")
+    assert [c["body"] for c in calls(supa)] == [{"reason": "insert"}]
