@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from dispara.config import Settings, mask_dsn
 from dispara.db import embedded
 from dispara.errors import ConfigError, DatabaseError, SchemaBehindError, SchemaChangedError
-from dispara.supabase import pooler
 
 CONNECT_TIMEOUT_S = 10
 _SERVER_PREFIX = re.compile(
@@ -76,6 +75,8 @@ def _reason(exc: Exception) -> str:
 
 def open_connection(db: Database, *, autocommit: bool = False) -> Connection:
     import psycopg
+
+    from dispara.supabase import pooler
 
     try:
         return psycopg.connect(
