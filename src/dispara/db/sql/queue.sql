@@ -227,7 +227,7 @@ SET status = u.status,
     retry_count = m.retry_count + u.retry_inc,
     updated_at = now()
 FROM unnest(
-    %(msg_ids)b::bigint[], %(msg_status)b::text[], %(keys)b::text[], %(responses)b::text[],
+    %(msg_ids)b::dispara_message_id[], %(msg_status)b::text[], %(keys)b::text[], %(responses)b::text[],
     %(errors)b::text[], %(kinds)b::text[], %(retry_inc)b::int[]
 ) AS u(id, status, evo_key, response, error, kind, retry_inc)
 WHERE m.id = u.id AND m.status IN ('pending', 'queued', 'sending')
