@@ -225,8 +225,9 @@ class Deliveries:
         job = ClaimedJob(
             id=_stand_in_job_id(body.message_id),
             instance=instance,
-            payload={"task_type": handlers.SEND_MESSAGE, "data": {"message_id": message_id_json(body.message_id),
-                                                                  "campaign_id": str(campaign_id)}},
+            payload={"task_type": handlers.SEND_MESSAGE,
+                     "data": {"message_id": message_id_json(body.message_id),
+                              "campaign_id": str(campaign_id)}},
             attempts=retried + 1,
             max_attempts=int(retries) + 1,
             campaign_id=campaign_id,
