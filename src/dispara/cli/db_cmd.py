@@ -43,12 +43,11 @@ def migrate(app: App, yes: bool, print_only: bool, whole: bool) -> None:
         return
     database = locate(app.settings)
     with open_connection(database) as conn:
-        todo = mig.pending(conn)
+        todo, script = mig.preview(conn)
         conn.rollback()
         if not todo:
             click.echo(f"-- schema is up to date (version {mig.latest_version()}) in {database.shown}")
             return
-        script = "".join(m.script() for m in todo)
         if print_only:
             click.echo(mig.bookkeeping_sql() + script, nl=False)
             return
