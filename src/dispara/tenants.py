@@ -20,7 +20,7 @@ NO_TENANT = UUID(int=0)
 def tenant_id(conn: Connection, name: str, *, create: bool = True) -> UUID:
     """The id of the named tenant; created when missing if `create`, else `NotFoundError` naming the known."""
     if not create or "tenants" in tables.renamed():
-        return _existing(conn, name)
+        return _existing(conn, name, writing=create)
     row = conn.execute(q("tenant_get_or_create"), {"name": name}).fetchone()
     if row is None:  # lost a race with a concurrent creator whose row is not visible yet; ask again
         row = conn.execute(q("tenant_get_or_create"), {"name": name}).fetchone()
@@ -30,13 +30,13 @@ def tenant_id(conn: Connection, name: str, *, create: bool = True) -> UUID:
     return value
 
 
-def _existing(conn: Connection, name: str) -> UUID:
+def _existing(conn: Connection, name: str, *, writing: bool = False) -> UUID:
     row = conn.execute(q("tenant_find"), {"name": name, "id": _as_uuid(name)}).fetchone()
     if row is not None:
         value = row[0]
         assert isinstance(value, UUID)
         return value
-    if name == DEFAULT_TENANT:
+    if name == DEFAULT_TENANT and not writing:
         return NO_TENANT
     known = [str(r[0]) for r in conn.execute(q("tenant_names"))]
     listed = ", ".join(known) if known else "none yet"
