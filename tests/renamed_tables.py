@@ -44,7 +44,7 @@ def install() -> None:
     def use(mapping: Mapping[str, str]) -> None:
         original({**MAPPING, **mapping})
 
-    tables.use = use  # type: ignore[assignment]
+    tables.use = use
     tables.use({})
 
 
