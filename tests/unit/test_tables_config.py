@@ -34,7 +34,8 @@ def test_an_unknown_table_is_one_line_naming_the_file_and_key(tmp_path: Path) ->
     with pytest.raises(ConfigError) as err:
         load_config(env={})
     assert str(err.value) == (
-        f"file dispara.yaml: tables.messages: unknown table; dispara's tables are: {', '.join(tables.LOGICAL)}"
+        "file dispara.yaml: tables.messages: unknown table; "
+        f"dispara's tables are: {', '.join(tables.LOGICAL)}"
     )
 
 
