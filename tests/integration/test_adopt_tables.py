@@ -177,6 +177,12 @@ def test_existing_tables_keep_every_row_and_a_campaign_runs_on_them(
     )
     message_id = "SELECT atttypid::regtype::text FROM pg_attribute WHERE attrelid = 'jobs'::regclass"
     assert scalar(app_db, f"{message_id} AND attname = 'message_id'") == "uuid"
+    triggers = "SELECT string_agg(tgname, ',' ORDER BY tgname) FROM pg_trigger WHERE tgrelid = "
+    triggers += f"'{CAMPAIGNS}'::regclass AND NOT tgisinternal"
+    assert (
+        scalar(app_db, triggers)
+        == "campaigns_notify_progress,campaigns_notify_receipts,campaigns_notify_status"
+    )
     again = run_subprocess(env, "--config", cfg, "db", "migrate", "--yes")
     assert again.code == 0 and "schema is up to date" in again.out, again.err
 

@@ -71,3 +71,20 @@ def test_adopted_tables_ddl_becomes_a_no_op_where_it_exists() -> None:
         "    ADD COLUMN IF NOT EXISTS a int,\n    ADD COLUMN IF NOT EXISTS b int;\n"
         'ALTER TABLE "j" ADD COLUMN c int;\n'
     )
+
+
+def test_a_delivery_names_its_message_by_number_or_uuid() -> None:
+    from uuid import uuid4
+
+    from dispara.db import message_id_json, parse_message_id
+    from dispara.server.deliveries import BadDelivery, DeliveryBody
+
+    key = uuid4()
+    body = {"campaign_id": str(uuid4()), "tenant_id": str(uuid4())}
+    assert DeliveryBody.from_mapping({**body, "message_id": 7}).message_id == 7
+    assert DeliveryBody.from_mapping({**body, "message_id": message_id_json(key)}).message_id == key
+    assert parse_message_id(message_id_json(key)) == key
+    with pytest.raises(BadDelivery, match="message_id: not a number or a UUID"):
+        DeliveryBody.from_mapping({**body, "message_id": "12"})
+    with pytest.raises(BadDelivery, match="message_id: missing"):
+        DeliveryBody.from_mapping({**body, "message_id": True})
