@@ -76,6 +76,7 @@ def run_worker(
     if args.concurrency:
         command += ["--concurrency", str(args.concurrency)]
     pg_before = postgres_cpu(dsn)
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)  # cumulative: --mapped runs several
     start = time.perf_counter()
     env = worker_env(dsn, tmp / "data", evolution_url)
     procs = [
@@ -94,10 +95,12 @@ def run_worker(
     pg = pg_after - pg_before if pg_after is not None and pg_before is not None else None
     delivered = stub_sends(evolution_url) if evolution_url else None
     said = " | ".join(out.strip() for out, _ in outputs)
-    return Run(said, wall, usage.ru_utime + usage.ru_stime, pg, delivered)
+    cpu = usage.ru_utime + usage.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime
+    return Run(said, wall, cpu, pg, delivered)
 
 
-def report(args: argparse.Namespace, dsn: str, run: Run) -> float:
+def report(args: argparse.Namespace, dsn: str, run: Run) -> tuple[float, float]:
+    """Prints the run's figures; returns its jobs/s and worker CPU µs per job."""
     from dispara.db.tables import compose
 
     with psycopg.connect(dsn) as conn:
@@ -127,11 +130,11 @@ def report(args: argparse.Namespace, dsn: str, run: Run) -> float:
     if run.postgres_cpu_s is not None:
         per_job = run.postgres_cpu_s / max(done, 1) * 1e6
         print(f"postgres CPU: {run.postgres_cpu_s:.2f}s ({per_job:.0f} µs per job)")
-    return done / busy
+    return done / busy, run.worker_cpu_s / max(done, 1) * 1e6
 
 
-def one(args: argparse.Namespace, mapping: dict[str, str] | None) -> float:
-    """One seeded database drained once; its jobs/s."""
+def one(args: argparse.Namespace, mapping: dict[str, str] | None) -> tuple[float, float]:
+    """One seeded database drained once: its jobs/s and worker CPU µs per job."""
     with fresh_database(mapping) as dsn, tempfile.TemporaryDirectory(prefix="dispara-drain-") as tmp:
         started = time.perf_counter()
         seed(dsn, args.n, args.instances)
@@ -152,12 +155,15 @@ def main() -> int:
     if not args.mapped:
         one(args, None)
         return 0
-    rates: dict[bool, list[float]] = {False: [], True: []}
+    runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
     for _ in range(args.rounds):  # alternated, so a change in the machine's load hits both alike
         for mapped in (False, True):
-            rates[mapped].append(one(args, MAPPED if mapped else None))
-    plain, renamed = (sorted(rates[k])[len(rates[k]) // 2] for k in (False, True))
-    print(f"median jobs/s: dispara's names {plain:,.0f}, mapped {renamed:,.0f} ({renamed / plain - 1:+.1%})")
+            runs[mapped].append(one(args, MAPPED if mapped else None))
+    for i, what in ((0, "jobs/s"), (1, "worker CPU µs per job")):
+        plain, renamed = (sorted(r[i] for r in runs[k])[len(runs[k]) // 2] for k in (False, True))
+        print(
+            f"median {what}: dispara's names {plain:,.0f}, mapped {renamed:,.0f} ({renamed / plain - 1:+.1%})"
+        )
     return 0
 
 
