@@ -63,6 +63,7 @@ def one(n: int, mapped: bool) -> float:
             url = subprocess.run([*dispara, "db", "url"], env=env, check=True, capture_output=True, text=True)
             mapped_schema(url.stdout.strip())
         subprocess.run([*dispara, "db", "migrate", "--yes"], env=env, check=True, capture_output=True)
+        cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         proc = subprocess.run(
             [*dispara, "campaign", "send", str(campaign), "--yes"],
@@ -72,7 +73,9 @@ def one(n: int, mapped: bool) -> float:
             check=False,
         )
         elapsed = time.perf_counter() - started
-        peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        peak_mib = usage.ru_maxrss / 1024
+        cpu = usage.ru_utime + usage.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime
         if proc.returncode != 0:
             sys.exit(f"campaign send failed ({proc.returncode}): {proc.stderr.strip()}")
         if "DATABASE_URL" not in os.environ:
@@ -80,7 +83,7 @@ def one(n: int, mapped: bool) -> float:
     rate = n / elapsed
     names = "  (mapped table names)" if mapped else ""
     print(f"contacts {n:,}  messages {n:,}  wall {elapsed:.1f}s  {rate:,.0f} messages/s", end="")
-    print(f"  peak RSS {peak_mib:.0f} MiB{names}")
+    print(f"  dispara CPU {cpu:.1f}s  peak RSS {peak_mib:.0f} MiB{names}")
     return rate
 
 
