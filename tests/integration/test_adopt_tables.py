@@ -4,6 +4,7 @@ additions only, every old row kept as it was, and a campaign then sent through t
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -229,3 +230,49 @@ def test_in_the_renamed_run_dispara_cannot_reach_a_table_by_its_own_name(db_dsn:
         assert conn.execute("SELECT to_regclass('saas.message_logs_app') IS NOT NULL").fetchone() == (True,)
         with pytest.raises(psycopg.errors.RaiseException, match="by its own name"):
             conn.execute("SELECT count(*) FROM jobs")
+
+
+@own_mapping
+def test_a_qstash_delivery_names_a_uuid_message_and_sends_it_once(
+    app_db: str, tmp_path: Path, stub: EvolutionStub
+) -> None:
+    from starlette.testclient import TestClient
+
+    from dispara.db import migrate
+    from dispara.providers.evolution import EvolutionSender
+    from dispara.server.app import create_app
+    from tests.integration.qstash.conftest import PUBLIC_URL, deliver, qstash_settings
+
+    tables.use({"tenants": TENANTS, "campaigns": CAMPAIGNS, "message_logs": MESSAGES})
+    with psycopg.connect(app_db) as conn:
+        migrate.apply(conn)
+        tenant = conn.execute(f"SELECT id FROM {TENANTS} WHERE name = 'loja-a'").fetchone()
+        assert tenant is not None
+        campaign = conn.execute(
+            f"INSERT INTO {CAMPAIGNS} (tenant_id, name, status, total_messages, instances, transport, "
+            "idempotency_key) VALUES (%s, 'q', 'processing', 1, '{inst-a}', 'qstash', 'k') RETURNING id",
+            tenant,
+        ).fetchone()
+        assert campaign is not None
+        message = conn.execute(
+            f"INSERT INTO {MESSAGES} (tenant_id, campaign_id, phone_number, message_content, instance_name, "
+            "status) VALUES (%s, %s, '5511988880009', 'Olá', 'inst-a', 'queued') RETURNING id",
+            (tenant[0], campaign[0]),
+        ).fetchone()
+        assert message is not None
+    settings = qstash_settings(app_db, tmp_path / "data", stub.url).model_copy(update={"tenant": "loja-a"})
+    body = {
+        "message_id": str(message[0]),
+        "phone_number": "5511988880009",
+        "message_content": "Olá",
+        "instance_name": "inst-a",
+        "campaign_id": str(campaign[0]),
+        "tenant_id": str(tenant[0]),
+    }
+    sender = EvolutionSender(stub.url, API_KEY, typing_delay_ms=0)
+    with TestClient(create_app(settings, sender=sender), base_url=PUBLIC_URL) as client:
+        answers = [deliver(client, json.dumps(body).encode()).json() for _ in range(2)]  # at least once
+    sender.close()
+    assert answers == [{"status": "sent", "changed": True}, {"status": "sent", "changed": False}]
+    assert [r.body["number"] for r in stub.sends()] == ["5511988880009"]
+    assert scalar(app_db, f"SELECT sent_count FROM {CAMPAIGNS}") == 1
