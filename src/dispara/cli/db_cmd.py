@@ -90,10 +90,10 @@ def _migrate_supabase(
         raise click.UsageError("--supabase takes --dispatch-url URL, or --remove")
     database = locate(app.settings)
     with open_connection(database) as conn:
-        todo = [] if remove else mig.pending(conn)
+        todo, schema = ([], "") if remove else mig.preview(conn)  # existing mapped tables adopted too
         plan = install.prepare(conn, app.settings, dispatch_url, remove=remove, applying=not print_only)
         conn.rollback()
-        script = "".join(m.script() for m in todo) + plan.script()
+        script = schema + plan.script()
         if print_only:
             click.echo((mig.bookkeeping_sql() if todo else "") + script, nl=False)
             return
