@@ -135,20 +135,28 @@ def copy_messages(
     `pending`); returns how many were written."""
     rows = _rows(tenant_id, campaign_id, messages, queued=jobs is not None)
     count = 0
-    after = _last_message_id(conn)
+    ranged = jobs is not None and _ids_in_copy_order(conn)
+    after = _last_message_id(conn) if ranged else 0
     with read_ahead(rows, CHUNK) as chunks:
         for chunk in chunks:
             with conn.cursor() as cur, cur.copy(q("message_logs_copy")) as copy:
                 for row in chunk:
                     copy.write_row(row)
             count += len(chunk)
-            if jobs is not None:
+            if ranged and jobs is not None:
                 # The chunk's ids are above the highest id before it and at most the highest id after it.
                 upto = _last_message_id(conn)
                 params = {"campaign_id": campaign_id, "after": after, "upto": upto}
                 conn.execute(q("jobs_insert_for_messages"), params | asdict(jobs))
                 after = upto
+    if jobs is not None and not ranged:
+        conn.execute(q("jobs_insert_for_campaign"), {"campaign_id": campaign_id} | asdict(jobs))
     return count
+
+
+def _ids_in_copy_order(conn: Connection) -> bool:
+    row = conn.execute(q("message_logs_ids_ordered")).fetchone()
+    return bool(row and row[0])
 
 
 def _last_message_id(conn: Connection) -> int:
