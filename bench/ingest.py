@@ -125,7 +125,7 @@ COPY (SELECT id + {job_offset}, tenant_id,
              jsonb_set(jsonb_set(payload, '{{data,message_id}}', to_jsonb(message_id + {offset})),
                        '{{data,campaign_id}}', to_jsonb('{campaign}'::text)),
              run_at, max_attempts, instance, '{campaign}'::uuid, message_id + {offset}
-      FROM jobs ORDER BY id) TO STDOUT
+      FROM jobs WHERE message_id IS NOT NULL ORDER BY id) TO STDOUT
 """
 JOBS_IN = (
     "COPY jobs (id, tenant_id, payload, run_at, max_attempts, instance, campaign_id, message_id) FROM STDIN"
