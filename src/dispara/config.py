@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dispara.errors import ConfigError
 from dispara.redact import mask_secret, mask_url
+from dispara.yamlfile import read_yaml
 
 APP_NAME = "dispara"
 
@@ -248,14 +248,7 @@ def find_config_file(explicit: str | None, env: Mapping[str, str]) -> Path | Non
 
 
 def _read_file(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ConfigError(f"{path}: {where}{exc.problem}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read configuration: {exc}") from None
+    data = read_yaml(path, str(path), error=ConfigError, what="configuration file")
     if data is None:
         return {}
     if not isinstance(data, dict):

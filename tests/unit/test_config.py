@@ -156,3 +156,16 @@ def test_config_show_masks_urls_in_text_and_json(
         assert "evo.example.com" in result.out
         for secret in ("pa55word", "t0k3n-xyz", "w3bh00k-sec"):
             assert secret not in result.out + result.err
+
+
+def test_the_file_is_read_as_yaml_12_like_campaign_files(tmp_path: Path) -> None:
+    # One loader for both: YAML 1.1 would read 010 as 8 and `no` as False.
+    cfg_file = write(tmp_path / "c.yaml", "tenant: no\nworker:\n  concurrency: 010\n")
+    settings = load_config(config_file=str(cfg_file), env={}).settings
+    assert (settings.worker.concurrency, settings.tenant) == (10, "no")
+
+
+def test_a_duplicate_key_in_the_file_is_refused_with_its_line(tmp_path: Path) -> None:
+    cfg_file = write(tmp_path / "c.yaml", "tenant: a\ntenant: b\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: line 2: duplicate key 'tenant'"):
+        load_config(config_file=str(cfg_file), env={})
