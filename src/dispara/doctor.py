@@ -12,19 +12,17 @@ every detail and hint, whatever a server echoes back.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
-from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.conninfo import make_conninfo
 
 from dispara import tenant_settings
-from dispara.config import SECRET_KEYS, Settings
+from dispara.config import Settings, reveal, secret_values
 from dispara.db import Connection
 from dispara.db.queries import q
 from dispara.errors import ConfigError, DatabaseError, DisparaError, ServiceError
@@ -219,13 +217,14 @@ def _evolution(ctx: _Context) -> list[CheckResult]:
     if not evo.url:
         outbox = outbox_path(ctx.settings.data_dir)
         return [_skipped("evolution", f"Evolution not configured: messages go to the outbox file {outbox}")]
-    if not evo.api_key:
+    api_key = reveal(evo.api_key)
+    if not api_key:
         detail = f"{public_url(evo.url)}: EVOLUTION_API_URL is set but EVOLUTION_API_KEY is not"
         return [_fail("evolution", detail, health.EVOLUTION_KEY_HINT)]
     try:
         sender = EvolutionSender(
             evo.url,
-            evo.api_key,
+            api_key,
             typing_delay_ms=0,
             timeout_extra_s=ctx.timeout,
             connect_timeout_s=ctx.timeout,
@@ -234,7 +233,7 @@ def _evolution(ctx: _Context) -> list[CheckResult]:
     except ConfigError as exc:
         return [_fail("evolution", str(exc), "check EVOLUTION_API_URL and EVOLUTION_API_KEY")]
     with sender, ThreadPoolExecutor(MAX_INSTANCE_CHECKS_AT_ONCE, thread_name_prefix="doctor-evo") as pool:
-        server_future = pool.submit(health.check_evolution_server, evo.url, evo.api_key, timeout=ctx.timeout)
+        server_future = pool.submit(health.check_evolution_server, evo.url, api_key, timeout=ctx.timeout)
         tenant = ctx.tenant()
         names = tenant.instances if tenant is not None else ()
         futures = [(n, pool.submit(health.check_evolution_instance, sender, n)) for n in names]
@@ -267,7 +266,8 @@ def _evolution_webhooks(ctx: _Context) -> list[CheckResult]:
     from dispara.receipts import setup
 
     evo = ctx.settings.evolution
-    if not evo.url or not evo.api_key or not evo.webhook_secret:
+    api_key = reveal(evo.api_key)
+    if not evo.url or not api_key or not evo.webhook_secret:
         return []
     tenant = ctx.tenant()
     if tenant is None or not tenant.instances:
@@ -276,7 +276,7 @@ def _evolution_webhooks(ctx: _Context) -> list[CheckResult]:
         want = setup.wanted(ctx.settings)
     except DisparaError as exc:
         return [_fail("evolution webhooks", str(exc))]
-    with EvolutionSender(evo.url, evo.api_key, typing_delay_ms=0, timeout_extra_s=ctx.timeout) as sender:
+    with EvolutionSender(evo.url, api_key, typing_delay_ms=0, timeout_extra_s=ctx.timeout) as sender:
         results = [_webhook_of(sender, name, want) for name in tenant.instances]
     hint = "reconnect it (QR code in the Evolution manager); sending resumes when Evolution reports it open"
     for name, reason in sorted(tenant.webhook_pauses.items()):
@@ -299,15 +299,15 @@ def _webhook_of(sender: EvolutionSender, name: str, want: dict[str, Any]) -> Che
 
 def _qstash(ctx: _Context) -> list[CheckResult]:
     qstash = ctx.settings.qstash
-    if not qstash.token:
+    token = reveal(qstash.token)
+    if not token:
         return [_skipped("qstash", "QStash not configured (QSTASH_TOKEN not set)")]
-    token = qstash.token
     return [_run("qstash", lambda: health.check_qstash(qstash.url, token, timeout=ctx.timeout))]
 
 
 def _elevenlabs(ctx: _Context) -> list[CheckResult]:
     cfg = ctx.settings.elevenlabs
-    key, key_name = ctx.pick(cfg.api_key, "ELEVENLABS_API_KEY", "elevenlabs-apikey")
+    key, key_name = ctx.pick(reveal(cfg.api_key), "ELEVENLABS_API_KEY", "elevenlabs-apikey")
     if not key:
         detail = ctx.not_configured("ElevenLabs", "ELEVENLABS_API_KEY or tenant setting elevenlabs-apikey")
         return [_skipped("elevenlabs", detail)]
@@ -324,7 +324,7 @@ def _elevenlabs(ctx: _Context) -> list[CheckResult]:
 
 def _groq(ctx: _Context) -> list[CheckResult]:
     cfg = ctx.settings.groq
-    key, key_name = ctx.pick(cfg.api_key, "GROQ_API_KEY", "groq-apikey")
+    key, key_name = ctx.pick(reveal(cfg.api_key), "GROQ_API_KEY", "groq-apikey")
     if not key:
         return [_skipped("groq", ctx.not_configured("Groq", "GROQ_API_KEY or tenant setting groq-apikey"))]
     return [
@@ -336,7 +336,7 @@ def _groq(ctx: _Context) -> list[CheckResult]:
 
 def _storage(ctx: _Context) -> list[CheckResult]:
     cfg = ctx.settings.supabase
-    url, key = cfg.url, cfg.service_role_key
+    url, key = cfg.url, reveal(cfg.service_role_key)
     if not url and not key:
         local = ctx.settings.data_dir / "storage"
         detail = f"Supabase Storage not configured (SUPABASE_URL): audio files are kept under {local}"
@@ -361,7 +361,7 @@ def _webhook(ctx: _Context) -> list[CheckResult]:
                 _fail("webhook", detail, "webhook.required is set: the worker fails jobs without a webhook")
             ]
         return [_skipped("webhook", detail)]
-    secret, _ = ctx.pick(cfg.secret, "webhook.secret", "webhook-secret")
+    secret, _ = ctx.pick(reveal(cfg.secret), "webhook.secret", "webhook-secret")
     return [
         _run("webhook", lambda: health.check_webhook(url, secret, timeout=ctx.timeout, url_name=url_name))
     ]
@@ -410,20 +410,9 @@ _SECRET: Final = tenant_settings.Known("", secret=True)  # unknown tenant settin
 
 
 def _secrets(settings: Settings, tenant: TenantData | None) -> list[str]:
-    found: set[str] = set()
-    for dotted in SECRET_KEYS:
-        value: Any = functools.reduce(getattr, dotted.split("."), settings)
-        if isinstance(value, str):
-            found.add(value)
+    found = set(secret_values(settings))
     if tenant is not None:
         found.update(v for k, v in tenant.settings.items() if tenant_settings.KNOWN.get(k, _SECRET).secret)
-    if settings.database_url:
-        try:
-            password = urlsplit(settings.database_url).password
-        except ValueError:
-            password = None
-        if password:
-            found.add(password)
     # Longest first, so a secret that contains another is masked whole. Very short values are left alone:
     # masking "abc" everywhere would garble the output and protects nothing.
     return sorted((s for s in {*found, *(s.strip() for s in found)} if len(s) >= 4), key=len, reverse=True)

@@ -19,7 +19,7 @@ import psycopg
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential
 
 from dispara import logs, metrics
-from dispara.config import Settings
+from dispara.config import Settings, reveal
 from dispara.db import Connection
 from dispara.db.connect import connect
 from dispara.db.queries import q
@@ -80,7 +80,7 @@ def make_sender(settings: Settings, concurrency: int) -> Sender:
 
     return EvolutionSender(
         evolution.url,
-        evolution.api_key or "",
+        reveal(evolution.api_key) or "",
         typing_delay_ms=evolution.typing_delay_ms,
         timeout_extra_s=evolution.timeout_extra_s,
         max_connections=max(concurrency, 4),

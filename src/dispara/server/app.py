@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.schemas import SchemaGenerator
 
-from dispara.config import Settings
+from dispara.config import Settings, reveal
 from dispara.db import Connection
 from dispara.db.connect import connect, locate
 from dispara.errors import ConfigError, DisparaError
@@ -97,12 +97,16 @@ class Server:
     """State shared by the routes: settings, the connection pool, the sender, the delivery handler."""
 
     def __init__(self, settings: Settings, *, sender: Sender | None = None) -> None:
-        api_key = settings.server.api_key
+        api_key = reveal(settings.server.api_key)
         if not api_key:
             raise ConfigError("dispara serve needs DISPARA_API_KEY (server.api_key): it will not run open")
         self.settings = settings
         self.api_key = api_key
-        self.keys = [k for k in (settings.qstash.current_signing_key, settings.qstash.next_signing_key) if k]
+        self.keys = [
+            k.get_secret_value()
+            for k in (settings.qstash.current_signing_key, settings.qstash.next_signing_key)
+            if k
+        ]
         base = settings.server.signature_url or settings.server.public_url
         self.messages_url = endpoint(base, MESSAGES_PATH) if base else None
         self.failed_url = endpoint(base, FAILED_PATH) if base else None

@@ -163,7 +163,9 @@ def make_client(settings: Settings) -> QStash:
     token = settings.qstash.token
     if not token:
         raise ConfigError("QSTASH_TOKEN (qstash.token) is not set")
-    return QStash(token, base_url=settings.qstash.url, retry={"retries": 3, "backoff": _sdk_backoff})
+    return QStash(
+        token.get_secret_value(), base_url=settings.qstash.url, retry={"retries": 3, "backoff": _sdk_backoff}
+    )
 
 
 def _sdk_backoff(attempt: int) -> float:
