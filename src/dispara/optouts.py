@@ -19,6 +19,7 @@ from dispara.campaigns.contacts import ContactReader, RejectedWriter
 from dispara.campaigns.phones import PhoneError, normalize_phone
 from dispara.db import Connection
 from dispara.db.queries import q
+from dispara.db.rows import one_dict
 from dispara.errors import InputError
 
 __all__ = [
@@ -200,10 +201,10 @@ def import_csv(
                         row_reason = (contact.get(reason_field) or None) if reason_field else None
                         copy.write_row((line, phone, row_reason or default_reason))
                         valid += 1
-                row = conn.execute(q("optout_import_apply"), {"tenant_id": tenant_id}).fetchone()
+                row = one_dict(conn, q("optout_import_apply"), {"tenant_id": tenant_id})
                 conn.execute(q("optout_import_drop"))
             assert row is not None
-            added, distinct = int(row[0]), int(row[1])
+            added, distinct = int(row["added"]), int(row["distinct_phones"])
             report.added = added
             report.already_present = distinct - added
             report.duplicates = valid - distinct

@@ -30,6 +30,7 @@ from dispara.campaigns.schedule import SendWindow, window_from_document
 from dispara.config import Settings
 from dispara.db import Connection
 from dispara.db.queries import q
+from dispara.db.rows import all_as, one_dict
 from dispara.errors import ConfigError
 
 log = logging.getLogger("dispara.qstash")
@@ -173,19 +174,19 @@ def _sdk_backoff(attempt: int) -> float:
 
 
 def _load_campaign(conn: Connection, campaign_id: UUID) -> _Campaign:
-    row = conn.execute(q("qstash_campaign_for_publish"), {"campaign_id": campaign_id}).fetchone()
+    row = one_dict(conn, q("qstash_campaign_for_publish"), {"campaign_id": campaign_id})
     if row is None:
         raise ConfigError(f"campaign {campaign_id} does not exist")
-    cid, tenant, status, transport, retries, dmin, dmax, cap, scheduled_for, document = row
+    document = row["document"]
     window = window_from_document(document if isinstance(document, dict) else {})
     return _Campaign(
-        cid,
-        tenant,
-        status,
-        transport,
-        int(retries),
-        Pace(float(dmin), float(dmax), window, cap),
-        scheduled_for,
+        row["id"],
+        row["tenant_id"],
+        row["status"],
+        row["transport"],
+        int(row["retries"]),
+        Pace(float(row["delay_min"]), float(row["delay_max"]), window, row["daily_cap"]),
+        row["scheduled_for"],
     )
 
 
@@ -254,8 +255,7 @@ def publish_pending(
     """Publish every pending message of a QStash campaign; commits after each accepted batch."""
     campaign = _load_campaign(conn, campaign_id)
     report = PublishReport(campaigns=[campaign_id])
-    rows = conn.execute(q("qstash_unpublished"), {"campaign_id": campaign_id}).fetchall()
-    pending = [_Pending(*row) for row in rows]
+    pending = all_as(conn, _Pending, q("qstash_unpublished"), {"campaign_id": campaign_id})
     if campaign.transport != "qstash" or campaign.status not in ("pending", "scheduled", "processing"):
         report.pending = len(pending)
         conn.commit()
@@ -389,9 +389,9 @@ class CampaignPublisher:
 
 
 def _is_qstash(conn: Connection, campaign_id: UUID) -> bool:
-    row = conn.execute(q("qstash_campaign_for_publish"), {"campaign_id": campaign_id}).fetchone()
+    row = one_dict(conn, q("qstash_campaign_for_publish"), {"campaign_id": campaign_id})
     conn.commit()
-    return row is not None and row[3] == "qstash"
+    return row is not None and row["transport"] == "qstash"
 
 
 def resume(conn: Connection, settings: Settings, campaign_id: UUID) -> PublishReport | None:

@@ -8,7 +8,8 @@ WHERE c.id = %(campaign_id)s;
 
 -- name: qstash_unpublished
 -- Messages QStash has not accepted yet, per instance in campaign order.
-SELECT m.id, m.phone_number, m.message_content, m.instance_name, m.qstash_round
+SELECT m.id, m.phone_number AS phone, m.message_content AS content, m.instance_name AS instance,
+       m.qstash_round AS round
 FROM {message_logs} m
 WHERE m.campaign_id = %(campaign_id)s AND m.status = 'pending'
 ORDER BY m.instance_name, m.seq, m.id;

@@ -53,7 +53,7 @@ DELETE FROM {evolution_inbox}
 WHERE processed_at < now() - make_interval(secs => %(keep_s)s);
 
 -- name: inbox_pending
-SELECT count(*) FILTER (WHERE key_id IS NULL), count(*) FILTER (WHERE key_id IS NOT NULL)
+SELECT count(*) FILTER (WHERE key_id IS NULL) AS events, count(*) FILTER (WHERE key_id IS NOT NULL) AS waiting
 FROM {evolution_inbox}
 WHERE tenant_id = %(tenant_id)s AND processed_at IS NULL;
 
