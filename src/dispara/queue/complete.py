@@ -16,6 +16,7 @@ from uuid import UUID
 from dispara.db import Connection
 from dispara.db.clock import db_now
 from dispara.db.queries import q
+from dispara.db.rows import all_as, all_dicts
 from dispara.queue.backoff import DEFAULT_POLICY, RetryPolicy
 from dispara.queue.model import Finished, Outcome, RunEnd
 
@@ -190,8 +191,8 @@ def _halt(conn: Connection, tenant_id: UUID, ends: Sequence[RunEnd]) -> list[Cam
     reason = next((e.halt_reason for e in ends if e.halt_reason), None)
     if reason is None:
         return []
-    rows = conn.execute(q("queue_halt_campaigns"), {"tenant_id": tenant_id, "reason": _text(reason)})
-    return [CampaignChange(*row) for row in rows]
+    params = {"tenant_id": tenant_id, "reason": _text(reason)}
+    return all_as(conn, CampaignChange, q("queue_halt_campaigns"), params)
 
 
 def _store_messages(conn: Connection, applied: Sequence[Outcome]) -> dict[int, str]:
@@ -212,14 +213,11 @@ def _move_counters(
     changes: list[CampaignChange] = []
     counters = _campaign_params(applied, moved)
     if counters["ids"]:
-        for row in conn.execute(
-            q("queue_campaign_counters"), {**counters, "pause_after": policy.pause_campaign_after}
-        ):
-            cid, old, new, name, total, sent, failed, first, completed_at, reason = row
-            if new != old and new in ("completed", "paused"):
-                changes.append(
-                    CampaignChange(cid, name, new, total, sent, failed, first, completed_at, reason)
-                )
+        params = {**counters, "pause_after": policy.pause_campaign_after}
+        for row in all_dicts(conn, q("queue_campaign_counters"), params):
+            old = row.pop("old_status")
+            if row["status"] != old and row["status"] in ("completed", "paused"):
+                changes.append(CampaignChange(**row))
     return changes
 
 
