@@ -209,6 +209,19 @@ def _json(answer: Answer) -> JSONResponse:
 
 
 def _routes(server: Server) -> list[Route]:
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(_schemas.get_schema(routes=request.app.routes))
+
+    return [
+        *_qstash_routes(server),
+        *_audio_routes(server),
+        *_operator_routes(server),
+        *evolution_hooks.routes(server),
+        Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
+    ]
+
+
+def _qstash_routes(server: Server) -> list[Route]:
     async def qstash_messages(request: Request) -> Response:
         """
         summary: A QStash delivery of one campaign message (signed; sends it through Evolution)
@@ -244,6 +257,13 @@ def _routes(server: Server) -> list[Route]:
             return JSONResponse({"error": "body: not a JSON object"}, 400)
         return _json(await run_in_threadpool(server.handler.failed, callback))
 
+    return [
+        Route(MESSAGES_PATH, qstash_messages, methods=["POST"]),
+        Route(FAILED_PATH, qstash_failed, methods=["POST"]),
+    ]
+
+
+def _audio_routes(server: Server) -> list[Route]:
     def audio(task_type: str, model: type[_Body]) -> Callable[[Request], Awaitable[Response]]:
         async def publish(request: Request) -> Response:
             server.authorize(request)
@@ -263,6 +283,10 @@ def _routes(server: Server) -> list[Route]:
         """
         return publish
 
+    return [Route(path, audio(task, model), methods=["POST"]) for path, (task, model) in AUDIO_ROUTES.items()]
+
+
+def _operator_routes(server: Server) -> list[Route]:
     async def dispatch(request: Request) -> Response:
         """
         summary: Drain due jobs for a bounded time (pg_net / pg_cron call this; bearer auth)
@@ -293,18 +317,10 @@ def _routes(server: Server) -> list[Route]:
         server.authorize(request)
         return JSONResponse(await run_in_threadpool(_snapshot, server, request.path_params["ref"]))
 
-    async def openapi(request: Request) -> Response:
-        return JSONResponse(_schemas.get_schema(routes=request.app.routes))
-
     return [
-        Route(MESSAGES_PATH, qstash_messages, methods=["POST"]),
-        Route(FAILED_PATH, qstash_failed, methods=["POST"]),
-        *(Route(path, audio(task, model), methods=["POST"]) for path, (task, model) in AUDIO_ROUTES.items()),
         Route("/dispatch", dispatch, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/campaigns/{ref}", campaign, methods=["GET"]),
-        *evolution_hooks.routes(server),
-        Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
     ]
 
 
