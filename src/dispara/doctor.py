@@ -92,40 +92,22 @@ class TenantData:
 # ---- database ----------------------------------------------------------------------------------------
 
 
+class _DatabaseFailed(Exception):
+    def __init__(self, detail: str, hint: str = "") -> None:
+        super().__init__(detail)
+        self.result = CheckResult("database", "fail", detail, hint, database=True)
+
+
 def check_database(
     settings: Settings, *, timeout: float = DEFAULT_TIMEOUT_S
 ) -> tuple[CheckResult, TenantData | None]:
     """Reachable and migrated; with it, the tenant's data (None when it cannot be read)."""
     from dispara.db import migrate
-    from dispara.db.connect import Database, locate, open_connection
 
-    name = "database"
     try:
-        db = locate(settings)
-    except ConfigError as exc:  # a malformed DATABASE_URL
-        return CheckResult(name, "fail", str(exc), "fix DATABASE_URL", database=True), None
-    except DisparaError as exc:
-        detail = f"embedded database under {settings.data_dir}: {exc}"
-        hint = "set DATABASE_URL to an external database, or check that DISPARA_DATA_DIR is writable"
-        return CheckResult(name, "fail", detail, hint, database=True), None
-    where = f"embedded {db.shown}" if db.embedded else f"external {db.shown}"
-    # libpq waits forever for a host that drops packets: bound the connection attempt (minimum 2 s).
-    try:
-        bounded = Database(make_conninfo(db.dsn, connect_timeout=max(2, math.ceil(timeout))), db.embedded)
-    except psycopg.Error:  # its message quotes the string, password included
-        detail = "DATABASE_URL is not a valid connection string"
-        hint = "use postgresql://user:password@host:5432/database"
-        return CheckResult(name, "fail", detail, hint, database=True), None
-    try:
-        conn = open_connection(bounded, autocommit=True)
-    except DatabaseError as exc:
-        reason = one_line(str(exc.__cause__ or exc), 240)
-        hint = (
-            "run `dispara db stop` and retry, or set DATABASE_URL to an external database"
-            if db.embedded
-            else "check DATABASE_URL (host, port, user, password, database name) and that the server is up"
-        )
-        return CheckResult(name, "fail", f"{where}: cannot connect: {reason}", hint, database=True), None
+        conn, where, embedded = _connect_bounded(settings, timeout)
+    except _DatabaseFailed as exc:
+        return exc.result, None
     try:
         with conn:
             version = migrate.current_version(conn)
@@ -133,21 +115,57 @@ def check_database(
             tenant = _tenant_data(conn, settings.tenant) if version >= 1 else None
     except psycopg.Error as exc:
         reason = one_line(str(exc), 240)
-        return CheckResult(name, "fail", f"{where}: {reason}", "", database=True), None
+        return CheckResult("database", "fail", f"{where}: {reason}", "", database=True), None
+    return _schema_state(where, embedded, version, latest, tenant), tenant
+
+
+def _connect_bounded(settings: Settings, timeout: float) -> tuple[Connection, str, bool]:
+    """A connection, how to name the database, and whether it is embedded; or _DatabaseFailed."""
+    from dispara.db.connect import Database, locate, open_connection
+
+    try:
+        db = locate(settings)
+    except ConfigError as exc:  # a malformed DATABASE_URL
+        raise _DatabaseFailed(str(exc), "fix DATABASE_URL") from None
+    except DisparaError as exc:
+        detail = f"embedded database under {settings.data_dir}: {exc}"
+        hint = "set DATABASE_URL to an external database, or check that DISPARA_DATA_DIR is writable"
+        raise _DatabaseFailed(detail, hint) from None
+    where = f"embedded {db.shown}" if db.embedded else f"external {db.shown}"
+    # libpq waits forever for a host that drops packets: bound the connection attempt (minimum 2 s).
+    try:
+        bounded = Database(make_conninfo(db.dsn, connect_timeout=max(2, math.ceil(timeout))), db.embedded)
+    except psycopg.Error:  # its message quotes the string, password included
+        hint = "use postgresql://user:password@host:5432/database"
+        raise _DatabaseFailed("DATABASE_URL is not a valid connection string", hint) from None
+    try:
+        return open_connection(bounded, autocommit=True), where, db.embedded
+    except DatabaseError as exc:
+        reason = one_line(str(exc.__cause__ or exc), 240)
+        hint = (
+            "run `dispara db stop` and retry, or set DATABASE_URL to an external database"
+            if db.embedded
+            else "check DATABASE_URL (host, port, user, password, database name) and that the server is up"
+        )
+        raise _DatabaseFailed(f"{where}: cannot connect: {reason}", hint) from None
+
+
+def _schema_state(
+    where: str, embedded: bool, version: int, latest: int, tenant: TenantData | None
+) -> CheckResult:
+    name = "database"
     about = ""
     if tenant is not None:
         about = f"; tenant {tenant.name}" + ("" if tenant.exists else " (no data yet)")
     if version > latest:
         detail = f"{where}: schema version {version} is newer than this dispara ({latest})"
-        return CheckResult(name, "fail", detail, "upgrade dispara", database=True), tenant
+        return CheckResult(name, "fail", detail, "upgrade dispara", database=True)
     if version < latest:
         state = "no dispara schema" if version == 0 else f"schema version {version} of {latest}"
-        if db.embedded:
-            return _ok(name, f"{where}, {state}: migrated automatically on next use{about}"), tenant
-        return CheckResult(
-            name, "fail", f"{where}: {state}", "run `dispara db migrate`", database=True
-        ), tenant
-    return _ok(name, f"{where}, schema version {version} (latest){about}"), tenant
+        if embedded:
+            return _ok(name, f"{where}, {state}: migrated automatically on next use{about}")
+        return CheckResult(name, "fail", f"{where}: {state}", "run `dispara db migrate`", database=True)
+    return _ok(name, f"{where}, schema version {version} (latest){about}")
 
 
 def _tenant_data(conn: Connection, name: str) -> TenantData:
