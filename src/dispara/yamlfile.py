@@ -13,6 +13,7 @@ from typing import Any, Final
 import yaml
 
 from dispara.errors import DisparaError, InputError
+from dispara.files import cannot_open
 
 __all__ = ["read_yaml"]
 
@@ -63,14 +64,8 @@ def read_yaml(
     """
     try:
         raw = path.read_bytes()
-    except FileNotFoundError:
-        raise error(f"{display}: file not found") from None
-    except IsADirectoryError:
-        raise error(f"{display}: is a directory, not a {what}") from None
-    except PermissionError:
-        raise error(f"{display}: cannot be read (permission denied)") from None
     except OSError as exc:
-        raise error(f"{display}: cannot be read: {exc.strerror or exc}") from None
+        raise error(cannot_open(exc, display, what)) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
