@@ -13,7 +13,7 @@ from psycopg.rows import class_row, dict_row
 from dispara.db import Connection
 
 T = TypeVar("T")
-Query = LiteralString  # a named query, `q("...")`
+Query = LiteralString  # a named query (dispara.db.queries)
 Params = Mapping[str, Any] | None
 
 
