@@ -173,11 +173,11 @@ class EvolutionSender:
 
     def send(self, msg: OutgoingMessage) -> SendResult:
         path, body = self.build_request(msg)
-        content = self._request("POST", path, instance=msg.instance, number=msg.number, body=body)
-        data = parse_json(content)
+        response = self._request("POST", path, instance=msg.instance, number=msg.number, body=body)
+        data = parse_json(response.content)
         if not isinstance(data, dict):
             # A 2xx without a JSON object (a proxy page?): the message probably went out, so don't fail it.
-            data = {"body": content.decode(errors="replace")[:500] if data is None else data}
+            data = {"body": response.text[:500] if data is None else data}
         key = data.get("key")
         key_id = key.get("id") if isinstance(key, dict) else None
         return SendResult(key_id=key_id if isinstance(key_id, str) else "", response=data)
@@ -185,7 +185,7 @@ class EvolutionSender:
     def instance_state(self, instance: str) -> InstanceState:
         """The in-memory connection state; a reply without `state` (instance not loaded) is "unknown"."""
         path = f"/instance/connectionState/{quote(instance, safe='')}"
-        data = parse_json(self._request("GET", path, instance=instance, number=None))
+        data = parse_json(self._request("GET", path, instance=instance, number=None).content)
         inner = data.get("instance") if isinstance(data, dict) else None
         state = inner.get("state") if isinstance(inner, dict) else None
         return _STATES.get(state, "unknown") if isinstance(state, str) else "unknown"
@@ -194,7 +194,7 @@ class EvolutionSender:
     def find_webhook(self, instance: str) -> dict[str, Any] | None:
         """The instance's webhook as Evolution stores it (`GET /webhook/find`), or None when it has none."""
         path = f"/webhook/find/{quote(instance, safe='')}"
-        data = parse_json(self._request("GET", path, instance=instance, number=None))
+        data = parse_json(self._request("GET", path, instance=instance, number=None).content)
         return data if isinstance(data, dict) and data else None
 
     def set_webhook(self, instance: str, webhook: dict[str, Any]) -> None:
@@ -204,7 +204,7 @@ class EvolutionSender:
 
     def instance_names(self) -> list[str]:
         """Every instance on the server (`GET /instance/fetchInstances`: name or instance.instanceName)."""
-        data = parse_json(self._request("GET", "/instance/fetchInstances", instance="", number=None))
+        data = parse_json(self._request("GET", "/instance/fetchInstances", instance="", number=None).content)
         names = []
         for item in data if isinstance(data, list) else []:
             inner = item.get("instance") if isinstance(item, dict) else None
@@ -225,8 +225,7 @@ class EvolutionSender:
 
     def _request(
         self, method: str, path: str, *, instance: str, number: str | None, body: Any = None
-    ) -> bytes:
-        """The body of a 2xx reply; any other reply raises what `classify_response` makes of it."""
+    ) -> httpx.Response:
         content = None
         if body is not None:
             content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
@@ -237,18 +236,12 @@ class EvolutionSender:
             content=content,
             extensions=self._extensions,
         )
-        response, raw = self._send(request, what=f"{method} {path}", instance=instance)
-        if response.is_success and "content-encoding" not in response.headers:
-            return raw
-        # Rare (an error, or a proxy that compressed the reply): a whole response, decoded as httpx does.
-        response = httpx.Response(
-            response.status_code, headers=response.headers, content=raw, request=request
-        )
+        response = self._send(request, what=f"{method} {path}", instance=instance)
         if response.is_success:
-            return response.content
+            return response
         raise classify_response(response, instance=instance, number=number, secret=self._api_key)
 
-    def _send(self, request: httpx.Request, *, what: str, instance: str) -> tuple[httpx.Response, bytes]:
+    def _send(self, request: httpx.Request, *, what: str, instance: str) -> httpx.Response:
         """The reply, sending again only what never left (see the resend rule in the class docstring)."""
         attempts_left = CONNECT_ATTEMPTS
         while True:
@@ -266,13 +259,10 @@ class EvolutionSender:
                 ) from None
             time.sleep(RECONNECT_PAUSE_S)
 
-    def _exchange(self, request: httpx.Request) -> tuple[httpx.Response, bytes]:
-        """The reply's head and its raw (undecoded) body."""
+    def _exchange(self, request: httpx.Request) -> httpx.Response:
         response = self._transport.handle_request(request)
         try:
-            # The transport's stream maps httpcore's errors to httpx's; `Response.read()` would add
-            # decoding and chunking layers that cost a tenth of a send's CPU (BENCHMARKS.md).
-            raw = b"".join(response.stream)  # type: ignore[arg-type]
+            response.read()
         finally:
             response.close()
-        return response, raw
+        return response

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 from typing import Any
@@ -256,18 +255,3 @@ def test_secrets_stay_out_of_labels_reprs_and_logs(
 def test_public_url() -> None:
     assert public_url("http://u:p@[::1]:8080/x/?q=1#f") == "http://[::1]:8080/x"
     assert public_url("https://evo.example.com") == "https://evo.example.com"
-
-
-def test_a_compressed_reply_is_decoded(sender: EvolutionSender, httpx_mock: HTTPXMock) -> None:
-    # A proxy may gzip the reply although we never asked for it: the body is read as httpx decodes it.
-    body = gzip.compress(json.dumps(SENT).encode())
-    httpx_mock.add_response(content=body, headers={"content-encoding": "gzip"})
-    assert sender.send(msg(text="Olá")).key_id == SENT["key"]["id"]  # type: ignore[index]
-
-
-def test_a_compressed_error_is_classified(sender: EvolutionSender, httpx_mock: HTTPXMock) -> None:
-    error = {"status": 401, "error": "Unauthorized", "response": {"message": "Unauthorized"}}
-    body = gzip.compress(json.dumps(error).encode())
-    httpx_mock.add_response(status_code=401, content=body, headers={"content-encoding": "gzip"})
-    with pytest.raises(ApiKeyRejectedError):
-        sender.send(msg(text="Olá"))
