@@ -202,7 +202,8 @@ def snapshot(conn: Connection, tenant_id: UUID, campaign_id: UUID) -> Snapshot:
     _pacing(conn, snap, tenant_id, (delay_min + delay_max) / 2)
     _activity(conn, snap, delay_max)
     snap.errors = [
-        (str(m), int(c)) for m, c in conn.execute(q("campaign_top_errors"), {"campaign_id": campaign_id})
+        (str(row["error"]), int(row["count"]))
+        for row in all_dicts(conn, q("campaign_top_errors"), {"campaign_id": campaign_id})
     ]
     return snap
 
@@ -210,7 +211,8 @@ def snapshot(conn: Connection, tenant_id: UUID, campaign_id: UUID) -> Snapshot:
 def _count(conn: Connection, snap: Snapshot) -> None:
     snap.counts = dict.fromkeys(MESSAGE_STATUSES, 0)
     by_instance: dict[str, InstanceProgress] = {}
-    for instance, status, count in conn.execute(q("campaign_counts_by_instance"), {"campaign_id": snap.id}):
+    for row in all_dicts(conn, q("campaign_counts_by_instance"), {"campaign_id": snap.id}):
+        instance, status, count = row["instance_name"], row["status"], row["count"]
         snap.counts[status] += count
         progress = by_instance.setdefault(instance or "-", InstanceProgress(instance or "-"))
         if status == "sent":
@@ -240,10 +242,9 @@ def _pacing(conn: Connection, snap: Snapshot, tenant_id: UUID, delay_mean: float
         progress = by_name[row["name"]]
         progress.next_send_at, progress.paused_until = row["next_send_at"], row["paused_until"]
         progress.pause_reason, progress.sent_today = row["pause_reason"], int(row["sent_today"])
-    for name, last_minute, recent, span_s in conn.execute(
-        q("campaign_sent_recently"), {"campaign_id": snap.id}
-    ):
-        snap.sent_last_minute += last_minute
+    for row in all_dicts(conn, q("campaign_sent_recently"), {"campaign_id": snap.id}):
+        name, recent, span_s = row["instance_name"], row["recent"], row["span_s"]
+        snap.sent_last_minute += row["last_minute"]
         if name in by_name and recent >= 2 and span_s:
             by_name[name].gap_s = float(span_s) / (recent - 1)
     snap.eta_seconds = _eta(snap, delay_mean)

@@ -167,12 +167,10 @@ def apply_batch(
         if outcomes:
             by_id = {o.job.id: o for o in outcomes}
             returned: set[int] = set()
-            for job_id, status, finished_at in conn.execute(
-                q("queue_complete_jobs"), _job_params(worker, outcomes)
-            ):
-                returned.add(job_id)
-                if status in ("completed", "failed"):
-                    result.finished.append(Finished(by_id[job_id].job, status, finished_at))
+            for row in all_dicts(conn, q("queue_complete_jobs"), _job_params(worker, outcomes)):
+                returned.add(row["id"])
+                if row["status"] in ("completed", "failed"):
+                    result.finished.append(Finished(by_id[row["id"]].job, row["status"], row["finished_at"]))
             for o in outcomes:
                 (result.applied if o.job.id in returned else result.lost).append(o)
             moved = _store_messages(conn, result.applied)
@@ -201,8 +199,8 @@ def _store_messages(conn: Connection, applied: Sequence[Outcome]) -> dict[int, s
     messages = _message_params(applied)
     if messages["msg_ids"]:
         job_of = {o.job.message_id: o.job.id for o in applied}
-        for message_id, _campaign, status in conn.execute(q("queue_complete_messages"), messages):
-            moved[job_of[message_id]] = status
+        for row in all_dicts(conn, q("queue_complete_messages"), messages):
+            moved[job_of[row["id"]]] = row["status"]
     return moved
 
 

@@ -27,7 +27,7 @@ SELECT (SELECT count(*) FROM {jobs} j
        (SELECT max(m.sent_at) FROM {message_logs} m WHERE m.campaign_id = %(campaign_id)s) AS last_sent_at;
 
 -- name: campaign_counts_by_instance
-SELECT instance_name, status, count(*)
+SELECT instance_name, status, count(*) AS count
 FROM {message_logs}
 WHERE campaign_id = %(campaign_id)s
 GROUP BY instance_name, status;
@@ -53,7 +53,7 @@ FROM {instances}
 WHERE tenant_id = %(tenant_id)s AND name = ANY(%(names)s);
 
 -- name: campaign_top_errors
-SELECT coalesce(error_message, '(no message)'), count(*)
+SELECT coalesce(error_message, '(no message)') AS error, count(*) AS count
 FROM {message_logs}
 WHERE campaign_id = %(campaign_id)s AND status = 'failed'
 GROUP BY 1
