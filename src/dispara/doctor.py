@@ -25,6 +25,7 @@ from dispara import tenant_settings
 from dispara.config import Settings, reveal, secret_values
 from dispara.db import Connection
 from dispara.db.queries import q
+from dispara.db.rows import all_dicts
 from dispara.errors import ConfigError, DatabaseError, DisparaError, ServiceError
 from dispara.providers import health
 from dispara.providers.evolution_errors import one_line
@@ -176,7 +177,8 @@ def _tenant_data(conn: Connection, name: str) -> TenantData:
     values = tenant_settings.all_values(conn, tenant_id)
     params = {"tenant_id": tenant_id, "days": RECENT_DAYS}
     instances = tuple(str(r[0]) for r in conn.execute(q("doctor_instances"), params) if r[0])
-    pauses = {str(n): str(r) for n, r in conn.execute(q("doctor_webhook_pauses"), {"tenant_id": tenant_id})}
+    rows = all_dicts(conn, q("doctor_webhook_pauses"), {"tenant_id": tenant_id})
+    pauses = {str(row["name"]): str(row["pause_reason"]) for row in rows}
     return TenantData(name, exists=True, settings=values, instances=instances, webhook_pauses=pauses)
 
 

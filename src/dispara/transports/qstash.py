@@ -30,7 +30,7 @@ from dispara.campaigns.schedule import SendWindow, window_from_document
 from dispara.config import Settings
 from dispara.db import Connection
 from dispara.db.queries import q
-from dispara.db.rows import all_as, one_dict
+from dispara.db.rows import all_as, all_dicts, one_dict
 from dispara.errors import ConfigError
 
 log = logging.getLogger("dispara.qstash")
@@ -196,9 +196,8 @@ def _schedule(
     """Release times for the pending messages, each instance going on after what QStash already holds."""
     now = datetime.now(UTC)
     start = max(now, campaign.scheduled_for) if campaign.scheduled_for else now
-    tails: dict[str, datetime] = dict(
-        conn.execute(q("qstash_instance_tail"), {"campaign_id": campaign.id}).fetchall()
-    )
+    rows = all_dicts(conn, q("qstash_instance_tail"), {"campaign_id": campaign.id})
+    tails: dict[str, datetime] = {row["instance_name"]: row["tail"] for row in rows}
     by_instance: dict[str, list[_Pending]] = {}
     for message in pending:
         by_instance.setdefault(message.instance, []).append(message)

@@ -16,7 +16,7 @@ ORDER BY m.instance_name, m.seq, m.id;
 
 -- name: qstash_instance_tail
 -- Where each instance's schedule of this campaign ends: the latest release time already accepted.
-SELECT m.instance_name, max(m.not_before)
+SELECT m.instance_name, max(m.not_before) AS tail
 FROM {message_logs} m
 WHERE m.campaign_id = %(campaign_id)s AND m.status IN ('queued', 'sending') AND m.not_before IS NOT NULL
 GROUP BY m.instance_name;
