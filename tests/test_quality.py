@@ -60,3 +60,16 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     command = readme.split("# run the tests\n", 1)[1].splitlines()[0]
     ci_lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert command in ci_lines
+
+
+def test_no_file_holds_merge_conflict_markers() -> None:
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
+    marker = ("<<<<<<< ", ">>>>>>> ")
+    found = [
+        name
+        for name in tracked.stdout.splitlines()
+        if (ROOT / name).is_file()
+        and name.endswith((".py", ".md", ".sql", ".yaml", ".toml", ".txt"))
+        and any(line.startswith(marker) for line in (ROOT / name).read_text(encoding="utf-8").splitlines())
+    ]
+    assert found == []
