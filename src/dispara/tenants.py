@@ -38,3 +38,8 @@ def _existing(conn: Connection, name: str) -> UUID:
     known = [str(r[0]) for r in conn.execute(q("tenant_names"))]
     listed = ", ".join(known) if known else "none yet"
     raise NotFoundError(f"no tenant {name!r} (known tenants: {listed}); check --tenant or DISPARA_TENANT")
+
+
+def all_ids(conn: Connection) -> list[UUID]:
+    """Every tenant's id (`worker --all-tenants` serves them all)."""
+    return [row[0] for row in conn.execute(q("tenant_ids"))]

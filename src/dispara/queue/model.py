@@ -31,6 +31,7 @@ class ClaimedJob:
     message_type: str | None
     media_url: str | None
     file_name: str | None
+    tenant_id: UUID | None = None
 
     @property
     def task_type(self) -> str:
@@ -63,6 +64,7 @@ class ClaimedJob:
             message_type=m.get("message_type"),
             media_url=m.get("media_url"),
             file_name=m.get("file_name"),
+            tenant_id=job.get("tenant_id"),
         )
 
 
@@ -100,6 +102,7 @@ class RunEnd:
 
     instance: str
     gap_s: float
+    tenant_id: UUID | None = None  # None: the worker's own tenant
     pause: bool = False
     pause_s: float = 0.0
     pause_reason: str | None = None

@@ -1,0 +1,126 @@
+"""The tenants one worker serves: each one's sender, webhook and handler context, built on first use and
+kept; a tenant's own settings (Evolution URL and key, webhook) win over the global config.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from uuid import UUID
+
+from dispara import logs, tenant_settings
+from dispara.config import Settings
+from dispara.db import Connection
+from dispara.providers.base import Sender
+from dispara.queue import handlers
+from dispara.queue.backoff import RetryPolicy
+from dispara.queue.webhooks import JobEvents, WebhookDispatcher, resolve_target
+
+SenderFactory = Callable[[Settings, int], Sender]
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One tenant as the worker's threads see it."""
+
+    tenant_id: UUID
+    ctx: handlers.HandlerContext
+    events: JobEvents
+
+
+def evolution_settings(settings: Settings, values: Mapping[str, str]) -> Settings:
+    """`settings` with the tenant's own Evolution URL and key, where it has them."""
+    url, key = values.get("evolution-url"), values.get("evolution-apikey")
+    if not url and not key:
+        return settings
+    evolution = settings.evolution.model_copy(
+        update={"url": url or settings.evolution.url, "api_key": key or settings.evolution.api_key}
+    )
+    return settings.model_copy(update={"evolution": evolution})
+
+
+class Lanes:
+    """Lanes by tenant, thread-safe. Senders are shared by the tenants that have the same Evolution URL
+    and key (one HTTP client each); `default` is the sender of tenants with no Evolution settings.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        worker_id: str,
+        concurrency: int,
+        connection: Callable[[], Connection],
+        default: Sender,
+        make_sender: SenderFactory,
+        tenant_first: bool,
+    ) -> None:
+        self.settings = settings
+        self.worker_id = worker_id
+        self.concurrency = concurrency
+        self.connection = connection
+        self.policy = RetryPolicy.of(settings.worker)
+        self.default = default
+        self.make_sender = make_sender
+        self.tenant_first = tenant_first  # webhook settings of the tenant win over JOB_WEBHOOK
+        self._senders: dict[tuple[str | None, str | None], Sender] = {}
+        self._lanes: dict[UUID, Lane] = {}
+        self._lock = threading.Lock()
+
+    def get(self, tenant: UUID) -> Lane:
+        with self._lock:
+            lane = self._lanes.get(tenant)
+        return lane if lane is not None else self._build(tenant)
+
+    def all(self) -> list[Lane]:
+        with self._lock:
+            return list(self._lanes.values())
+
+    def _build(self, tenant: UUID) -> Lane:
+        values = tenant_settings.all_values(self.connection(), tenant)
+        logs.mask(tenant_settings.secrets(values))
+        own = evolution_settings(self.settings, values)
+        dispatcher = WebhookDispatcher(self.settings, worker=self.worker_id, policy=self.policy)
+        dispatcher.configure(resolve_target(self.settings, values, tenant_first=self.tenant_first))
+        events = JobEvents(dispatcher, campaign_level=self.settings.webhook.campaign_events == "campaign")
+        with self._lock:
+            if tenant in self._lanes:  # built meanwhile by another thread
+                return self._lanes[tenant]
+            sender = self._sender(own)
+            ctx = handlers.HandlerContext(
+                self.settings,
+                sender,
+                self.policy,
+                tenant_id=tenant,
+                worker_id=self.worker_id,
+                connection=self.connection,
+            )
+            lane = self._lanes[tenant] = Lane(tenant, ctx, events)
+        dispatcher.start(tenant)
+        return lane
+
+    def _sender(self, own: Settings) -> Sender:
+        if own is self.settings:
+            return self.default
+        key = (own.evolution.url, own.evolution.api_key)
+        sender = self._senders.get(key)
+        if sender is None:
+            sender = self._senders[key] = self.make_sender(own, self.concurrency)
+        return sender
+
+    def refresh_webhooks(self, conn: Connection) -> None:
+        """Re-read each tenant's webhook setting (a changed JOB_WEBHOOK is picked up while running)."""
+        for lane in self.all():
+            values = tenant_settings.all_values(conn, lane.tenant_id)
+            logs.mask(tenant_settings.secrets(values))
+            target = resolve_target(self.settings, values, tenant_first=self.tenant_first)
+            lane.events.dispatcher.configure(target)
+
+    def close(self, webhook_timeout: float) -> None:
+        """Deliver what is due, close every client built here (not `default`)."""
+        for lane in self.all():
+            lane.events.dispatcher.close(webhook_timeout)
+            handlers.close_services(lane.ctx)
+        for sender in self._senders.values():
+            sender.close()
