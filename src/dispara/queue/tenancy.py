@@ -30,13 +30,14 @@ class Lane:
 
 
 def evolution_settings(settings: Settings, values: Mapping[str, str]) -> Settings:
-    """`settings` with the tenant's own Evolution URL and key, where it has them."""
-    url, key = values.get("evolution-url"), values.get("evolution-apikey")
-    if not url and not key:
+    """`settings` with the tenant's own Evolution URL and key, where it has them (a key alone is for the
+    global server; with no server anywhere, messages go to the outbox as for every tenant).
+    """
+    url = values.get("evolution-url") or settings.evolution.url
+    key = values.get("evolution-apikey") or settings.evolution.api_key
+    if not url or (url, key) == (settings.evolution.url, settings.evolution.api_key):
         return settings
-    evolution = settings.evolution.model_copy(
-        update={"url": url or settings.evolution.url, "api_key": key or settings.evolution.api_key}
-    )
+    evolution = settings.evolution.model_copy(update={"url": url, "api_key": key})
     return settings.model_copy(update={"evolution": evolution})
 
 

@@ -137,9 +137,11 @@ claimed AS (
 sending AS (
     UPDATE {message_logs} m
     -- A number opted out after the campaign was queued is cancelled here, at the last moment, not sent.
-    SET status = CASE WHEN dispara_opted_out(m.tenant_id, m.phone_number) THEN 'cancelled' ELSE 'sending' END,
-        error_message = CASE WHEN dispara_opted_out(m.tenant_id, m.phone_number)
-                             THEN 'opted out after the campaign was queued' ELSE m.error_message END,
+    SET (status, error_message) = (
+            SELECT CASE WHEN o.opted THEN 'cancelled' ELSE 'sending' END,
+                   CASE WHEN o.opted THEN 'opted out after the campaign was queued' ELSE m.error_message END
+            FROM dispara_opted_out(m.tenant_id, m.phone_number) o
+        ),
         updated_at = now()
     WHERE m.id = ANY(ARRAY(SELECT message_id FROM taken WHERE message_id IS NOT NULL))
       AND m.status IN ('pending', 'queued', 'sending')
