@@ -60,14 +60,7 @@ def claim(conn: Connection, claimer: Claimer, *, slots: int, run_size: int) -> l
     current: list[ClaimedJob] = []
     first: dict[str, Any] = {}
     for row, job in _jobs(rows):  # ordered by tenant, instance, then claim order; unpaced jobs last
-        if current and (
-            job.instance is None
-            or (current[0].tenant_id, current[0].instance)
-            != (
-                job.tenant_id,
-                job.instance,
-            )
-        ):
+        if current and (job.instance is None or _where(current[0]) != _where(job)):
             runs.append(_run(current, first))
             current = []
         if not current:
@@ -76,6 +69,10 @@ def claim(conn: Connection, claimer: Claimer, *, slots: int, run_size: int) -> l
     if current:
         runs.append(_run(current, first))
     return runs
+
+
+def _where(job: ClaimedJob) -> tuple[UUID | None, str | None]:
+    return job.tenant_id, job.instance
 
 
 def _run(jobs: list[ClaimedJob], first: dict[str, Any]) -> Run:

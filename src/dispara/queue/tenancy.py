@@ -12,7 +12,8 @@ from uuid import UUID
 from dispara import logs, tenant_settings
 from dispara.config import Settings
 from dispara.db import Connection
-from dispara.providers.base import Sender
+from dispara.errors import ConfigError
+from dispara.providers.base import CredentialsRejectedError, OutgoingMessage, Sender, SendResult
 from dispara.queue import handlers
 from dispara.queue.backoff import RetryPolicy
 from dispara.queue.webhooks import JobEvents, WebhookDispatcher, resolve_target
@@ -87,6 +88,7 @@ class Lanes:
         events = JobEvents(dispatcher, campaign_level=self.settings.webhook.campaign_events == "campaign")
         with self._lock:
             if tenant in self._lanes:  # built meanwhile by another thread
+                dispatcher.close(0.0)
                 return self._lanes[tenant]
             sender = self._sender(own)
             ctx = handlers.HandlerContext(
@@ -107,7 +109,12 @@ class Lanes:
         key = (own.evolution.url, own.evolution.api_key)
         sender = self._senders.get(key)
         if sender is None:
-            sender = self._senders[key] = self.make_sender(own, self.concurrency)
+            # Settings of this tenant that no sender can use pause its campaigns, not the whole worker.
+            try:
+                sender = self.make_sender(own, self.concurrency)
+            except ConfigError as exc:
+                sender = Unconfigured(f"the tenant's Evolution settings: {exc}")
+            self._senders[key] = sender
         return sender
 
     def refresh_webhooks(self, conn: Connection) -> None:
@@ -125,3 +132,23 @@ class Lanes:
             handlers.close_services(lane.ctx)
         for sender in self._senders.values():
             sender.close()
+
+
+class Unconfigured:
+    """The sender of a tenant whose own Evolution settings are unusable: every send is refused the way a
+    rejected key is, so that tenant's campaigns pause with the reason while the other tenants go on.
+    """
+
+    label = "no sender (the tenant's Evolution settings are unusable)"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def send(self, msg: OutgoingMessage) -> SendResult:
+        raise CredentialsRejectedError(self.reason, instance=msg.instance, status=None)
+
+    def instance_state(self, instance: str) -> str:
+        raise CredentialsRejectedError(self.reason, instance=instance, status=None)
+
+    def close(self) -> None:
+        pass

@@ -137,3 +137,20 @@ def test_a_tenant_key_is_never_printed(
     output = result.out + result.err
     assert "key-of-b" not in output and "wrong-key-of-c" not in output  # ...without its key
     assert campaign_state(conn, c.campaign_id)["status"] == "paused"
+
+
+def test_a_tenant_with_unusable_evolution_settings_pauses_alone(
+    conn: Conn, db_dsn: str, tmp_path: Path, stub: EvolutionStub
+) -> None:
+    good = seed_campaign(conn, 4, instances=["inst-1"], tenant_name="good")
+    bad = seed_campaign(conn, 3, instances=["inst-1"], tenant_name="bad")
+    set_value(conn, bad.tenant_id, "evolution-url", "not-a-url")
+    conn.commit()
+    settings = make_settings(db_dsn, tmp_path / "data", evolution_url=stub.url)
+    summary = run_worker(settings, once=True, max_seconds=60, all_tenants=True)
+    assert summary.sent == 4
+    assert sorted(r.body["number"] for r in stub.sends()) == sorted(good.phones)
+    state = campaign_state(conn, bad.campaign_id)
+    assert state["status"] == "paused" and "Evolution URL must be" in state["reason"]
+    assert state["messages"] == {"queued": 3}  # put back unspent, for when the settings are fixed
+    assert campaign_state(conn, good.campaign_id)["status"] == "completed"
