@@ -124,6 +124,7 @@ class Runner:
         if isinstance(exc, CredentialsRejectedError):
             # Not the instance's fault: stop the tenant's campaigns, leave the instance ready for later.
             end.halt_reason = f"{exc}; fix it, then `dispara campaign resume`"
+            self.lanes.rejected(state.run.tenant_id or self.shared.tenant)
             log.error("sending stopped: %s", exc)
             return
         streak = 1 if end.streak == 0 else state.run.streak + 1  # no success in between: escalate

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from uuid import UUID
 
 from dispara import logs, tenant_settings
@@ -68,12 +68,29 @@ class Lanes:
         self.tenant_first = tenant_first  # webhook settings of the tenant win over JOB_WEBHOOK
         self._senders: dict[tuple[str | None, str | None], Sender] = {}
         self._lanes: dict[UUID, Lane] = {}
+        self._stale: set[UUID] = set()  # tenants whose settings are read again before their next run
         self._lock = threading.Lock()
 
     def get(self, tenant: UUID) -> Lane:
         with self._lock:
             lane = self._lanes.get(tenant)
         return lane if lane is not None else self._build(tenant)
+
+    def for_claimed(self, tenant: UUID) -> Lane:
+        """The lane for runs just claimed: after a refused key, the tenant's settings are read again."""
+        with self._lock:
+            lane = self._lanes.get(tenant)
+            stale = tenant in self._stale
+            self._stale.discard(tenant)
+        if lane is None:
+            return self._build(tenant)
+        return self._reread(self.connection(), lane) if stale else lane
+
+    def rejected(self, tenant: UUID) -> None:
+        """The server refused this tenant's key: read its settings again before its next claimed run (an
+        operator fixes the key, then resumes the campaigns)."""
+        with self._lock:
+            self._stale.add(tenant)
 
     def all(self) -> list[Lane]:
         with self._lock:
@@ -117,13 +134,24 @@ class Lanes:
             self._senders[key] = sender
         return sender
 
-    def refresh_webhooks(self, conn: Connection) -> None:
-        """Re-read each tenant's webhook setting (a changed JOB_WEBHOOK is picked up while running)."""
+    def refresh(self, conn: Connection) -> None:
+        """Re-read each tenant's settings: a changed webhook or Evolution key is used from now on (runs
+        already claimed finish with the sender they started with).
+        """
         for lane in self.all():
-            values = tenant_settings.all_values(conn, lane.tenant_id)
-            logs.mask(tenant_settings.secrets(values))
-            target = resolve_target(self.settings, values, tenant_first=self.tenant_first)
-            lane.events.dispatcher.configure(target)
+            self._reread(conn, lane)
+
+    def _reread(self, conn: Connection, lane: Lane) -> Lane:
+        values = tenant_settings.all_values(conn, lane.tenant_id)
+        logs.mask(tenant_settings.secrets(values))
+        lane.events.dispatcher.configure(
+            resolve_target(self.settings, values, tenant_first=self.tenant_first)
+        )
+        with self._lock:
+            sender = self._sender(evolution_settings(self.settings, values))
+            if sender is not lane.ctx.sender:
+                lane = self._lanes[lane.tenant_id] = replace(lane, ctx=replace(lane.ctx, sender=sender))
+        return lane
 
     def close(self, webhook_timeout: float) -> None:
         """Deliver what is due, close every client built here (not `default`)."""

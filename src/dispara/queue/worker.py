@@ -38,7 +38,9 @@ from dispara.tenants import tenant_id as lookup_tenant
 
 log = logging.getLogger("dispara.worker")
 
-WEBHOOK_REFRESH_S = 30.0  # how soon a changed JOB_WEBHOOK tenant setting (or a new tenant) is picked up
+SETTINGS_REFRESH_S = (
+    30.0  # how soon changed tenant settings (webhook, Evolution key) or a new tenant are seen
+)
 WEBHOOK_DRAIN_S = 5.0  # how long a stopping worker waits for queued webhook deliveries
 MAX_WAIT_S = 0.25  # longest sleep between looks at the stop flag
 STORE_AT_EXIT_S = 10.0  # how long a stopping worker tries to store outcomes before spooling them
@@ -156,7 +158,7 @@ class _Worker:
         install()  # audio task types, before the claim filter is fixed
         self.task_types = handlers.task_types()
         self.lanes: Lanes | None = None
-        self.webhook_checked = 0.0
+        self.settings_checked = 0.0
         self.next_tick = 0.0  # monotonic time of the next campaign-scheduler tick
         self.threads: list[threading.Thread] = []
         self.sender: Sender | None = None
@@ -445,7 +447,7 @@ class _Worker:
         for run in runs:
             by_tenant.setdefault(run.tenant_id or shared.tenant, []).append(run)
         for tenant, part in by_tenant.items():
-            self.lanes.get(tenant).events.claimed(self.conn, tenant, part)
+            self.lanes.for_claimed(tenant).events.claimed(self.conn, tenant, part)
 
     def schedule(self) -> None:
         """Start campaigns whose time has come and hold those outside their send window.
@@ -485,7 +487,7 @@ class _Worker:
         if reset.exhausted:
             shared.taken_over(reset.exhausted)
             shared.outcomes.put(list(reset.failures(shared.policy)))
-        if time.monotonic() - self.webhook_checked >= WEBHOOK_REFRESH_S:
+        if time.monotonic() - self.settings_checked >= SETTINGS_REFRESH_S:
             self.refresh_tenants()
 
     def maintenance_interval(self) -> float:
@@ -505,14 +507,14 @@ class _Worker:
     def refresh_tenants(self) -> None:
         """The tenants served (new ones get their instance rows), and each one's webhook setting."""
         assert self.shared is not None and self.lanes is not None
-        self.webhook_checked = time.monotonic()
+        self.settings_checked = time.monotonic()
         tenants = all_ids(self.conn) if self.all_tenants else [self.shared.tenant]
         for tenant in sorted(set(tenants) - set(self.tenants)):
             leases.ensure_instances(self.conn, tenant_id=tenant)
         self.tenants = tenants
         if not self.all_tenants:
             self.lanes.get(self.shared.tenant)
-        self.lanes.refresh_webhooks(self.conn)
+        self.lanes.refresh(self.conn)
 
     # ---- wake-ups --------------------------------------------------------------------------------------
     def listen(self, shared: Shared) -> None:

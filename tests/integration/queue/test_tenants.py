@@ -13,7 +13,15 @@ from dispara.queue.claim import Claimer, Run, claim
 from dispara.queue.worker import run_worker
 from dispara.tenant_settings import set_value
 from tests.helpers import run_subprocess
-from tests.integration.queue.conftest import API_KEY, Conn, campaign_state, make_settings, seed_campaign
+from tests.integration.queue.conftest import (
+    API_KEY,
+    Conn,
+    campaign_state,
+    make_settings,
+    seed_campaign,
+    start_worker,
+    wait_for,
+)
 from tests.stubs.evolution_stub import EvolutionStub
 
 TYPES = ["send-message", "tts"]
@@ -154,3 +162,26 @@ def test_a_tenant_with_unusable_evolution_settings_pauses_alone(
     assert state["status"] == "paused" and "Evolution URL must be" in state["reason"]
     assert state["messages"] == {"queued": 3}  # put back unspent, for when the settings are fixed
     assert campaign_state(conn, good.campaign_id)["status"] == "completed"
+
+
+def test_a_fixed_key_is_used_on_resume_without_a_restart(
+    conn: Conn, db_dsn: str, tmp_path: Path, stub: EvolutionStub
+) -> None:
+    stub.configure(other_keys={"key-of-b-0123456789"})
+    b = seed_campaign(conn, 3, instances=["inst-1"], tenant_name="b")
+    set_value(conn, b.tenant_id, "evolution-apikey", "a-wrong-key-0123456789")
+    conn.commit()
+    settings = make_settings(db_dsn, tmp_path / "data", evolution_url=stub.url)
+    running = start_worker(settings, all_tenants=True, max_seconds=60)
+    wait_for(lambda: campaign_state(conn, b.campaign_id)["status"] == "paused", what="the refusal")
+    # The operator fixes the key and resumes the campaign at once; the running worker picks both up.
+    set_value(conn, b.tenant_id, "evolution-apikey", "key-of-b-0123456789")
+    conn.execute(
+        "UPDATE campaigns SET status = 'processing', status_reason = NULL WHERE id = %s", (b.campaign_id,)
+    )
+    conn.commit()
+    wait_for(lambda: campaign_state(conn, b.campaign_id)["status"] == "completed", what="the campaign")
+    running.stop.set()
+    assert running.join().sent == 3
+    assert sorted(r.body["number"] for r in stub.sends()) == sorted(b.phones)
+    assert {r.headers["apikey"] for r in stub.sends()} == {"key-of-b-0123456789"}
