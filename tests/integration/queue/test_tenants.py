@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from uuid import UUID
 
-from dispara.config import Settings
+from dispara.config import Settings, WebhookConfig
 from dispara.queue.claim import Claimer, Run, claim
 from dispara.queue.worker import run_worker
 from dispara.tenant_settings import set_value
@@ -16,6 +16,7 @@ from tests.helpers import run_subprocess
 from tests.integration.queue.conftest import (
     API_KEY,
     Conn,
+    Receiver,
     campaign_state,
     make_settings,
     seed_campaign,
@@ -185,3 +186,24 @@ def test_a_fixed_key_is_used_on_resume_without_a_restart(
     assert running.join().sent == 3
     assert sorted(r.body["number"] for r in stub.sends()) == sorted(b.phones)
     assert {r.headers["apikey"] for r in stub.sends()} == {"key-of-b-0123456789"}
+
+
+def test_each_tenant_events_go_to_its_own_webhook_else_the_global_one(
+    conn: Conn, db_dsn: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    own = Receiver()
+    own.thread.start()
+    try:
+        a = seed_campaign(conn, 2, instances=["inst-1"], tenant_name="a")
+        b = seed_campaign(conn, 3, instances=["inst-1"], tenant_name="b")
+        set_value(conn, b.tenant_id, "JOB_WEBHOOK", own.url)
+        conn.commit()
+        settings = make_settings(db_dsn, tmp_path / "data", webhook=WebhookConfig(url=receiver.url))
+        assert run_worker(settings, once=True, max_seconds=60, all_tenants=True).sent == 5
+        wait_for(lambda: len(receiver.received()) == 4 and len(own.received()) == 6, what="the events")
+        campaigns = {str(e["data"]["campaign_id"]) for e in receiver.received()}
+        assert campaigns == {str(a.campaign_id)}
+        assert {str(e["data"]["campaign_id"]) for e in own.received()} == {str(b.campaign_id)}
+    finally:
+        own.server.shutdown()
+        own.server.server_close()
