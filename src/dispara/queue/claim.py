@@ -16,7 +16,10 @@ from dispara.queue.model import ClaimedJob
 
 @dataclass(frozen=True)
 class Claimer:
-    """Who claims (the lease holder's id), for which tenants, for how long, and which task types."""
+    """Who claims (the lease holder's id), for which tenants, for how long, and which task types.
+
+    Unpaced jobs of several tenants are taken in turns, in the order of `tenants`.
+    """
 
     tenants: Sequence[UUID]
     worker: str

@@ -151,6 +151,7 @@ class _Worker:
         self.given_sender = sender
         self.all_tenants = all_tenants
         self.tenants: list[UUID] = []
+        self.unpaced_served: dict[UUID, float] = {}  # tenant -> when its last unpaced job was claimed
         self.id = new_worker_id()
         logs.bind(worker=self.id)
         from dispara.audio.handlers import install
@@ -434,7 +435,9 @@ class _Worker:
         runs = claim(self.conn, self.claimer(), slots=free, run_size=self.cfg.batch_size)
         if not runs:
             return 0
-        states = shared.claimed(runs, time.monotonic(), mark)
+        now = time.monotonic()
+        states = shared.claimed(runs, now, mark)
+        self.unpaced_served |= {r.tenant_id: now for r in runs if r.instance is None and r.tenant_id}
         self.campaigns_claimed(shared, runs)
         for state in states:
             shared.runs.put(state)
@@ -473,7 +476,9 @@ class _Worker:
             self.next_tick = min(self.next_tick, time.monotonic() + max(0.0, due_in))
 
     def claimer(self) -> Claimer:
-        return Claimer(self.tenants, self.id, self.cfg.lease_s, self.task_types)
+        # Unpaced jobs go to the tenant served least recently first (instances take turns in SQL).
+        tenants = sorted(self.tenants, key=lambda t: self.unpaced_served.get(t, 0.0))
+        return Claimer(tenants, self.id, self.cfg.lease_s, self.task_types)
 
     def maintenance(self, shared: Shared) -> None:
         """Every lease/3: renew our leases, take back dead workers' ones, re-read the webhook setting."""

@@ -77,6 +77,10 @@ def test_unpaced_jobs_of_every_tenant_are_claimed_in_the_first_round(conn: Conn)
     # The big tenant's jobs are older, and yet the small tenant's one is taken in this round.
     assert sorted(str(r.tenant_id) for r in runs).count(str(small.tenant_id)) == 1
     assert len(runs) == 3 and all(r.instance is None for r in runs)
+    conn.execute("UPDATE jobs SET status = 'pending', locked_by = NULL WHERE status = 'processing'")
+    conn.commit()
+    # One slot: the tenant given first (the worker gives the one it served least recently) gets it.
+    assert [r.tenant_id for r in claimed(conn, [small.tenant_id, big.tenant_id], 1)] == [small.tenant_id]
 
 
 def test_a_single_tenant_claim_never_sees_another_tenant(conn: Conn) -> None:

@@ -95,13 +95,13 @@ picked AS (
 room AS (
     SELECT greatest(0, %(instances)s - count(*)) AS n FROM (SELECT DISTINCT tenant_id, name FROM picked) p
 ),
--- Unpaced jobs: each tenant's first ones before anyone's next (rows locked and not taken are let go
--- when the statement ends).
+-- Unpaced jobs: each tenant's first ones before anyone's next, in the order the tenants are given (the
+-- worker puts the one it served least recently first). Rows locked and not taken are let go when the
+-- statement ends.
 unpaced AS (
-    SELECT u.id, u.message_id,
-           row_number() OVER (PARTITION BY t.id ORDER BY u.priority DESC, u.run_at, u.id) AS turn,
-           u.priority, u.run_at
-    FROM unnest(%(tenants)s::uuid[]) AS t(id)
+    SELECT u.id, u.message_id, t.rank,
+           row_number() OVER (PARTITION BY t.id ORDER BY u.priority DESC, u.run_at, u.id) AS turn
+    FROM unnest(%(tenants)s::uuid[]) WITH ORDINALITY AS t(id, rank)
     CROSS JOIN LATERAL (
         SELECT j.id, j.message_id, j.priority, j.run_at
         FROM {jobs} j
@@ -117,7 +117,7 @@ unpaced AS (
 taken AS (
     SELECT id, message_id FROM picked
     UNION ALL
-    (SELECT id, message_id FROM unpaced ORDER BY turn, priority DESC, run_at, id LIMIT (SELECT n FROM room))
+    (SELECT id, message_id FROM unpaced ORDER BY turn, rank LIMIT (SELECT n FROM room))
 ),
 -- `= ANY(ARRAY(...))` makes the updates primary-key lookups; a join tempts the planner into hashing the table.
 claimed AS (
