@@ -78,6 +78,8 @@ class SupabaseConfig(_Section):
     url: str | None = None
     service_role_key: str | None = None
     bucket: str = "dispara-audio"
+    # Where a user's tenant sits in the JWT PostgREST passes on (row-level security reads it).
+    tenant_claim: str = Field("app_metadata.tenant_id", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 
 class WebhookConfig(_Section):

@@ -33,14 +33,13 @@ from dispara.queue.model import RunEnd, Tally
 from dispara.queue.runner import Runner, released
 from dispara.queue.shared import Shared
 from dispara.queue.tenancy import Lanes
+from dispara.supabase import pooler
 from dispara.tenants import all_ids
 from dispara.tenants import tenant_id as lookup_tenant
 
 log = logging.getLogger("dispara.worker")
 
-SETTINGS_REFRESH_S = (
-    30.0  # how soon changed tenant settings (webhook, Evolution key) or a new tenant are seen
-)
+SETTINGS_REFRESH_S = 30.0  # how soon changed tenant settings (webhook, Evolution key), new tenants are seen
 WEBHOOK_DRAIN_S = 5.0  # how long a stopping worker waits for queued webhook deliveries
 MAX_WAIT_S = 0.25  # longest sleep between looks at the stop flag
 STORE_AT_EXIT_S = 10.0  # how long a stopping worker tries to store outcomes before spooling them
@@ -529,7 +528,10 @@ class _Worker:
         while not shared.closing.is_set():
             try:
                 with connect(self.settings, autocommit=True) as conn:
-                    conn.execute(q("queue_listen"))
+                    if not pooler.listen(
+                        conn, q("queue_listen"), then=f"every {self.cfg.poll_interval_s:g}s"
+                    ):
+                        return
                     shared.wake.set()  # anything inserted while we were not listening
                     while not shared.closing.is_set():
                         for note in conn.notifies(timeout=0.5):
