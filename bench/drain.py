@@ -3,6 +3,7 @@ and print jobs/s from the worker's first claim to its last completion, plus the 
 
     python bench/drain.py 50000                  # outbox sender
     python bench/drain.py 20000 --evolution      # EvolutionSender against the local stub
+    python bench/drain.py 50000 --mapped         # dispara's names and renamed tables, alternated
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (
+    MAPPED,
     ROOT,
     evolution_stub,
     fresh_database,
@@ -53,11 +55,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="worker processes (the target is for one)")
     parser.add_argument("--profile", metavar="FILE", help="run the worker under cProfile, stats to FILE")
     parser.add_argument("--py-spy", metavar="FILE", help="sample the worker with py-spy (collapsed stacks)")
+    parser.add_argument(
+        "--mapped", action="store_true", help="also run on renamed tables (config tables:), alternating"
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="with --mapped: runs of each kind")
     return parser.parse_args()
 
 
-def run_worker(args: argparse.Namespace, dsn: str, tmp: Path, evolution_url: str | None) -> Run:
-    config = write_config(tmp / "dispara.yaml", batch_size=args.batch_size)
+def run_worker(
+    args: argparse.Namespace, dsn: str, tmp: Path, evolution_url: str | None, mapping: dict[str, str] | None
+) -> Run:
+    config = write_config(tmp / "dispara.yaml", tables=mapping, batch_size=args.batch_size)
     command = [sys.executable]
     if args.py_spy:
         spy = str(Path(sys.executable).with_name("py-spy"))
@@ -68,6 +76,7 @@ def run_worker(args: argparse.Namespace, dsn: str, tmp: Path, evolution_url: str
     if args.concurrency:
         command += ["--concurrency", str(args.concurrency)]
     pg_before = postgres_cpu(dsn)
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)  # cumulative: --mapped runs several
     start = time.perf_counter()
     env = worker_env(dsn, tmp / "data", evolution_url)
     procs = [
@@ -86,16 +95,24 @@ def run_worker(args: argparse.Namespace, dsn: str, tmp: Path, evolution_url: str
     pg = pg_after - pg_before if pg_after is not None and pg_before is not None else None
     delivered = stub_sends(evolution_url) if evolution_url else None
     said = " | ".join(out.strip() for out, _ in outputs)
-    return Run(said, wall, usage.ru_utime + usage.ru_stime, pg, delivered)
+    cpu = usage.ru_utime + usage.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime
+    return Run(said, wall, cpu, pg, delivered)
 
 
-def report(args: argparse.Namespace, dsn: str, run: Run) -> None:
+def report(args: argparse.Namespace, dsn: str, run: Run) -> tuple[float, float]:
+    """Prints the run's figures; returns its jobs/s and worker CPU µs per job."""
+    from dispara.db.tables import compose
+
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
-            "SELECT count(*) FILTER (WHERE status = 'completed'), "
-            "extract(epoch FROM max(finished_at) - min(started_at))::float8 FROM jobs"
+            compose(
+                "SELECT count(*) FILTER (WHERE status = 'completed'), "
+                "extract(epoch FROM max(finished_at) - min(started_at))::float8 FROM {jobs}"
+            )
         ).fetchone()
-        counters = conn.execute("SELECT status, sent_count, failed_count FROM campaigns").fetchone()
+        counters = conn.execute(
+            compose("SELECT status, sent_count, failed_count FROM {campaigns}")
+        ).fetchone()
     assert row is not None
     done, busy = int(row[0]), float(row[1] or 0.0)
     sender = "evolution stub (HTTP)" if args.evolution else "outbox"
@@ -113,22 +130,40 @@ def report(args: argparse.Namespace, dsn: str, run: Run) -> None:
     if run.postgres_cpu_s is not None:
         per_job = run.postgres_cpu_s / max(done, 1) * 1e6
         print(f"postgres CPU: {run.postgres_cpu_s:.2f}s ({per_job:.0f} µs per job)")
+    return done / busy, run.worker_cpu_s / max(done, 1) * 1e6
 
 
-def main() -> int:
-    args = parse_args()
-    with fresh_database() as dsn, tempfile.TemporaryDirectory(prefix="dispara-drain-") as tmp:
+def one(args: argparse.Namespace, mapping: dict[str, str] | None) -> tuple[float, float]:
+    """One seeded database drained once: its jobs/s and worker CPU µs per job."""
+    with fresh_database(mapping) as dsn, tempfile.TemporaryDirectory(prefix="dispara-drain-") as tmp:
         started = time.perf_counter()
         seed(dsn, args.n, args.instances)
         print(
             f"seeded {args.n} jobs across {args.instances} instances in {time.perf_counter() - started:.1f}s"
+            + (" (mapped table names)" if mapping else "")
         )
         if args.evolution:
             with evolution_stub() as url:
-                run = run_worker(args, dsn, Path(tmp), url)
+                run = run_worker(args, dsn, Path(tmp), url, mapping)
         else:
-            run = run_worker(args, dsn, Path(tmp), None)
-        report(args, dsn, run)
+            run = run_worker(args, dsn, Path(tmp), None, mapping)
+        return report(args, dsn, run)
+
+
+def main() -> int:
+    args = parse_args()
+    if not args.mapped:
+        one(args, None)
+        return 0
+    runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    for _ in range(args.rounds):  # alternated, so a change in the machine's load hits both alike
+        for mapped in (False, True):
+            runs[mapped].append(one(args, MAPPED if mapped else None))
+    for i, what in ((0, "jobs/s"), (1, "worker CPU µs per job")):
+        plain, renamed = (sorted(r[i] for r in runs[k])[len(runs[k]) // 2] for k in (False, True))
+        print(
+            f"median {what}: dispara's names {plain:,.0f}, mapped {renamed:,.0f} ({renamed / plain - 1:+.1%})"
+        )
     return 0
 
 

@@ -62,12 +62,11 @@ def migrate(
         return
     database = locate(app.settings)
     with open_connection(database) as conn:
-        todo = mig.pending(conn)
+        todo, script = mig.preview(conn)
         conn.rollback()
         if not todo:
             click.echo(f"-- schema is up to date (version {mig.latest_version()}) in {database.shown}")
             return
-        script = "".join(m.script() for m in todo)
         if print_only:
             click.echo(mig.bookkeeping_sql() + script, nl=False)
             return
@@ -91,10 +90,10 @@ def _migrate_supabase(
         raise click.UsageError("--supabase takes --dispatch-url URL, or --remove")
     database = locate(app.settings)
     with open_connection(database) as conn:
-        todo = [] if remove else mig.pending(conn)
+        todo, schema = ([], "") if remove else mig.preview(conn)  # existing mapped tables adopted too
         plan = install.prepare(conn, app.settings, dispatch_url, remove=remove, applying=not print_only)
         conn.rollback()
-        script = "".join(m.script() for m in todo) + plan.script()
+        script = schema + plan.script()
         if print_only:
             click.echo((mig.bookkeeping_sql() if todo else "") + script, nl=False)
             return
