@@ -9,8 +9,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from uuid import UUID
 
+from pydantic import SecretStr
+
 from dispara import logs, tenant_settings
-from dispara.config import Settings
+from dispara.config import Settings, reveal
 from dispara.db import Connection
 from dispara.errors import ConfigError
 from dispara.providers.base import CredentialsRejectedError, OutgoingMessage, Sender, SendResult
@@ -35,10 +37,11 @@ def evolution_settings(settings: Settings, values: Mapping[str, str]) -> Setting
     global server; with no server anywhere, messages go to the outbox as for every tenant).
     """
     url = values.get("evolution-url") or settings.evolution.url
-    key = values.get("evolution-apikey") or settings.evolution.api_key
-    if not url or (url, key) == (settings.evolution.url, settings.evolution.api_key):
+    key = values.get("evolution-apikey") or reveal(settings.evolution.api_key)
+    if not url or (url, key) == (settings.evolution.url, reveal(settings.evolution.api_key)):
         return settings
-    evolution = settings.evolution.model_copy(update={"url": url, "api_key": key})
+    secret = SecretStr(key) if key is not None else None
+    evolution = settings.evolution.model_copy(update={"url": url, "api_key": secret})
     return settings.model_copy(update={"evolution": evolution})
 
 
@@ -123,7 +126,7 @@ class Lanes:
     def _sender(self, own: Settings) -> Sender:
         if own is self.settings:
             return self.default
-        key = (own.evolution.url, own.evolution.api_key)
+        key = (own.evolution.url, reveal(own.evolution.api_key))
         sender = self._senders.get(key)
         if sender is None:
             # Settings of this tenant that no sender can use pause its campaigns, not the whole worker.

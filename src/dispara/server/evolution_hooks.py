@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from dispara.config import EvolutionConfig
+from dispara.config import EvolutionConfig, reveal
 from dispara.db import Connection
 from dispara.providers.base import OutgoingMessage, Sender
 from dispara.receipts import inbox
@@ -193,7 +193,7 @@ def routes(server: Server) -> list[Route]:
           400: {description: not an Evolution event}
           401: {description: no or wrong secret}
         """
-        secret = server.settings.evolution.webhook_secret
+        secret = reveal(server.settings.evolution.webhook_secret)
         try:
             check_secret(secret, dict(request.headers), request.path_params.get("secret"))
         except WebhookRefused as exc:
