@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from dispara.config import ServerConfig, Settings
+from dispara.config import ServerConfig, Settings, reveal
 from dispara.errors import ConfigError
 from dispara.server.app import create_app
 from dispara.tenant_settings import set_value
@@ -112,7 +112,7 @@ def test_dispatch_with_all_tenants_drains_every_tenant_each_with_its_key(
     assert summary["sent"] == 5
     keys = {r.body["number"]: r.headers["apikey"] for r in evolution.sends()}
     assert {keys[p] for p in theirs.phones} == {"key-of-b-0123456789"}
-    assert {keys[p] for p in mine.phones} == {qsettings.evolution.api_key}
+    assert {keys[p] for p in mine.phones} == {reveal(qsettings.evolution.api_key)}
     for seeded in (mine, theirs):
         assert campaign_state(conn, seeded.campaign_id)["status"] == "completed"
 
