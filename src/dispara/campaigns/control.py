@@ -114,9 +114,9 @@ def delete(conn: Connection, campaign_id: UUID) -> Deleted:
             raise InputError(
                 f"{in_flight[0]} of its messages are being sent right now: try again in a minute"
             )
-        row = conn.execute(q("campaign_delete"), {"campaign_id": campaign_id}).fetchone()
+        row = one_dict(conn, q("campaign_delete"), {"campaign_id": campaign_id})
     assert row is not None
-    return Deleted(messages=int(row[0]), jobs=int(row[1]))
+    return Deleted(messages=int(row["messages"]), jobs=int(row["jobs"]))
 
 
 @dataclass(frozen=True)

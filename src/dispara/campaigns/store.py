@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 from dispara.campaigns.ahead import read_ahead
 from dispara.db import Connection
 from dispara.db.queries import q
+from dispara.db.rows import one_as
 
 
 class MessageRow(Protocol):
@@ -73,8 +74,7 @@ class NewCampaign:
 
 
 def find_by_key(conn: Connection, tenant_id: UUID, key: str) -> CampaignRecord | None:
-    row = conn.execute(q("campaign_find_by_key"), {"tenant_id": tenant_id, "key": key}).fetchone()
-    return CampaignRecord(*row) if row else None
+    return one_as(conn, CampaignRecord, q("campaign_find_by_key"), {"tenant_id": tenant_id, "key": key})
 
 
 def insert_campaign(conn: Connection, new: NewCampaign) -> UUID | None:

@@ -19,6 +19,7 @@ from dispara.config import Settings
 from dispara.db import Connection
 from dispara.db.connect import connect
 from dispara.db.queries import q
+from dispara.db.rows import one_dict
 from dispara.db.threadconn import ThreadConnections
 from dispara.errors import NotFoundError
 from dispara.providers.base import InstanceUnavailableError
@@ -57,13 +58,22 @@ class JobState:
 
 
 def job_state(conn: Connection, tenant_id: UUID, job_id: int) -> JobState:
-    row = conn.execute(q("jobs_state"), {"id": job_id, "tenant_id": tenant_id}).fetchone()
+    row = one_dict(conn, q("jobs_state"), {"id": job_id, "tenant_id": tenant_id})
     if row is None:
         raise NotFoundError(f"job {job_id} not found")
-    status, result, error, kind, attempts, max_attempts, due_in, lease_left = row
-    result = result if isinstance(result, dict) else None
-    lease = float(lease_left) if lease_left is not None else None
-    return JobState(job_id, status, result, error, kind, attempts, max_attempts, float(due_in or 0.0), lease)
+    result = row["result"] if isinstance(row["result"], dict) else None
+    lease = float(row["lease_left"]) if row["lease_left"] is not None else None
+    return JobState(
+        job_id,
+        row["status"],
+        result,
+        row["last_error"],
+        row["error_kind"],
+        row["attempts"],
+        row["max_attempts"],
+        float(row["due_in"] or 0.0),
+        lease,
+    )
 
 
 def claim_by_id(

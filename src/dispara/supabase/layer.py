@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 
 from dispara.db import Connection, tables
 from dispara.db.queries import q
+from dispara.db.rows import one_dict
 
 CRON_JOB = "dispara-dispatch"
 KeyStore = Literal["vault", "private"]
@@ -85,10 +86,10 @@ def _key_statement(store: KeyStore) -> str:
 
 def installed(conn: Connection) -> list[str]:
     """The parts of the layer in place, as `db status` names them; empty when there is none."""
-    row = conn.execute(q("supabase_installed")).fetchone()
+    row = one_dict(conn, q("supabase_installed"))
     assert row is not None
-    trigger, rls, private_key, has_cron, has_vault = row
-    parts = ["insert trigger notify_job_dispatcher"] if trigger else []
+    rls, private_key, has_cron, has_vault = row["rls"], row["private_key"], row["has_cron"], row["has_vault"]
+    parts = ["insert trigger notify_job_dispatcher"] if row["trigger"] else []
     job = conn.execute(q("supabase_cron_job"), {"name": CRON_JOB}).fetchone() if has_cron else None
     if job is not None:
         parts.append(f"pg_cron job {CRON_JOB}{_last_run(*job)}")

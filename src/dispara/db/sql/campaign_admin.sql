@@ -92,7 +92,8 @@ WHERE campaign_id = %(campaign_id)s AND status = 'processing' AND locked_until >
 WITH gone_messages AS (DELETE FROM {message_logs} WHERE campaign_id = %(campaign_id)s RETURNING 1),
      gone_jobs AS (DELETE FROM {jobs} WHERE campaign_id = %(campaign_id)s RETURNING 1),
      gone AS (DELETE FROM {campaigns} WHERE id = %(campaign_id)s RETURNING 1)
-SELECT (SELECT count(*) FROM gone_messages), (SELECT count(*) FROM gone_jobs), (SELECT count(*) FROM gone);
+SELECT (SELECT count(*) FROM gone_messages) AS messages, (SELECT count(*) FROM gone_jobs) AS jobs,
+       (SELECT count(*) FROM gone) AS campaigns;
 
 -- name: campaign_status_for_update
 SELECT status FROM {campaigns} WHERE id = %(campaign_id)s FOR UPDATE;
