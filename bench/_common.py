@@ -14,6 +14,7 @@ import tempfile
 import time
 import uuid
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -22,6 +23,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+
+from dispara import summary
 
 ROOT = Path(__file__).resolve().parent.parent
 STUB_KEY = "bench-key-0123456789"
@@ -83,6 +86,7 @@ def seed(dsn: str, n: int, instances: int, *, tenant: str = "default") -> str:
             "(%s::text[])[1 + g %% %s], 'queued', now(), g FROM generate_series(1, %s) g",
             (tid, cid, names, instances, n),
         )
+        summary.add_ingested(conn, tid, cid, Counter(names[g % instances] for g in range(1, n + 1)), "queued")
         conn.execute(
             "INSERT INTO jobs (tenant_id, payload, instance, campaign_id, message_id, max_attempts) "
             "SELECT m.tenant_id, jsonb_build_object('run_location', 'supabase', 'task_type', 'send-message', "

@@ -14,6 +14,7 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
+from dispara import summary
 from dispara.db import Connection
 from dispara.db.queries import q
 
@@ -118,6 +119,7 @@ def copy_messages(
     """Stream the messages into message_logs as `queued` (else `pending`); returns how many were written."""
     status, queued_at = ("queued", "now") if queued else ("pending", None)
     count = 0
+    per_instance: dict[str, int] = {}
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     with conn.cursor() as cur, cur.copy(q("message_logs_copy")) as copy:
         for m in messages:
@@ -138,6 +140,8 @@ def copy_messages(
                 )
             )
             count += 1
+            per_instance[m.instance] = per_instance.get(m.instance, 0) + 1
+    summary.add_ingested(conn, tenant_id, campaign_id, per_instance, status)
     return count
 
 

@@ -9,7 +9,7 @@ import time
 import psycopg
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential
 
-from dispara import metrics
+from dispara import metrics, summary
 from dispara.db import Connection
 from dispara.db.connect import connect
 from dispara.errors import DatabaseError
@@ -43,6 +43,7 @@ class Completer:
         self.events = events
         self.conn: Connection | None = None
         self.last_flush = 0.0
+        self.compactor = summary.Compactor()
 
     def loop(self) -> None:
         """Thread body: store batches until the stop sentinel."""
@@ -96,7 +97,9 @@ class Completer:
         self.shared.stored(items)
         try:
             self.record(result)
-        except Exception:  # counting and webhooks must never stop the completer
+            if self.conn is not None:
+                self.compactor.maybe(self.conn)
+        except Exception:  # counting, webhooks and the summary's folding must never stop the completer
             log.exception("bookkeeping of stored outcomes failed")
 
     def store(self, outcomes: list[Outcome], ends: list[RunEnd], started: list[ClaimedJob]) -> BatchResult:

@@ -191,7 +191,7 @@ SET connection_state = excluded.connection_state,
 WHERE i.connection_at IS NULL OR i.connection_at <= excluded.connection_at;
 
 -- name: campaign_receipts_by_instance
-SELECT coalesce(instance_name, '-'), count(delivered_at), count(read_at), count(replied_at)
+SELECT coalesce(instance_name, ''), count(delivered_at), count(read_at), count(replied_at)
 FROM {message_logs}
 WHERE campaign_id = %(campaign_id)s
 GROUP BY 1;
