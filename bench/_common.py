@@ -76,7 +76,8 @@ def seed(dsn: str, n: int, instances: int, *, tenant: str = "default") -> str:
         ).fetchone()[0]  # type: ignore[index]
         conn.execute(
             "INSERT INTO instances (tenant_id, name, day) "
-            "SELECT %s, x, (now() AT TIME ZONE 'America/Sao_Paulo')::date FROM unnest(%s::text[]) x",
+            "SELECT %s, x, (now() AT TIME ZONE 'America/Sao_Paulo')::date FROM unnest(%s::text[]) x "
+            "ON CONFLICT DO NOTHING",
             (tid, names),
         )
         conn.execute(

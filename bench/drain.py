@@ -3,11 +3,15 @@ and print jobs/s from the worker's first claim to its last completion, plus the 
 
     python bench/drain.py 50000                  # outbox sender
     python bench/drain.py 20000 --evolution      # EvolutionSender against the local stub
+
+Then, with the `bench` extra installed, PgQueuer drains N no-op jobs on the same server (same batch size)
+and the ratio of the two is printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import resource
 import subprocess
 import sys
@@ -89,7 +93,22 @@ def run_worker(args: argparse.Namespace, dsn: str, tmp: Path, evolution_url: str
     return Run(said, wall, usage.ru_utime + usage.ru_stime, pg, delivered)
 
 
-def report(args: argparse.Namespace, dsn: str, run: Run) -> None:
+def pgqueuer_drain(dsn: str, n: int, batch_size: int) -> float | None:
+    """PgQueuer's no-op jobs/s on this database, or None without the `bench` extra."""
+    if importlib.util.find_spec("pgqueuer") is None:
+        print("pgqueuer not installed (pip install -e '.[bench]'): no comparison")
+        return None
+    script = Path(__file__).with_name("_pgqueuer.py")
+    out = subprocess.run(
+        [sys.executable, str(script), dsn, str(n), str(batch_size)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout.strip())
+
+
+def report(args: argparse.Namespace, dsn: str, run: Run) -> float:
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
             "SELECT count(*) FILTER (WHERE status = 'completed'), "
@@ -108,11 +127,23 @@ def report(args: argparse.Namespace, dsn: str, run: Run) -> None:
     if run.delivered is not None:
         print(f"stub received {run.delivered} successful sends")
     print(f"throughput: {done / busy:,.0f} jobs/s (first claim -> last completion, {busy:.2f}s)")
+    differences = verify(dsn)
+    print("summary: " + (f"DISAGREES: {differences}" if differences else "agrees with message_logs"))
     print(f"wall: {run.wall_s:.2f}s for the worker process ({done / run.wall_s:,.0f} jobs/s incl. start-up)")
     print(f"worker CPU: {run.worker_cpu_s:.2f}s ({run.worker_cpu_s / max(done, 1) * 1e6:.0f} µs per job)")
     if run.postgres_cpu_s is not None:
         per_job = run.postgres_cpu_s / max(done, 1) * 1e6
         print(f"postgres CPU: {run.postgres_cpu_s:.2f}s ({per_job:.0f} µs per job)")
+    return done / busy
+
+
+def verify(dsn: str) -> list[str]:
+    from dispara import summary
+
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT id FROM campaigns").fetchone()
+        assert row is not None
+        return summary.verify(conn, row[0])
 
 
 def main() -> int:
@@ -128,7 +159,13 @@ def main() -> int:
                 run = run_worker(args, dsn, Path(tmp), url)
         else:
             run = run_worker(args, dsn, Path(tmp), None)
-        report(args, dsn, run)
+        ours = report(args, dsn, run)
+        theirs = pgqueuer_drain(dsn, args.n, args.batch_size)
+        if theirs:
+            print(
+                f"pgqueuer no-op drain: {theirs:,.0f} jobs/s (batch {args.batch_size}, first run -> last run)"
+            )
+            print(f"ratio: {ours / theirs:.2f}x PgQueuer's no-op drain")
     return 0
 
 

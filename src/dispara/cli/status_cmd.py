@@ -23,8 +23,7 @@ if TYPE_CHECKING:
 @click.command()
 @click.argument("campaign_ref", metavar="CAMPAIGN")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object with stable keys, for scripts.")
-@click.option("--verify", is_flag=True,
-              help="Also count every message row and compare with the summary (exit 8 if they differ).")  # fmt: skip
+@click.option("--verify", is_flag=True, help="Also count message_logs and compare (exit 8 if they differ).")
 @pass_app
 def status(app: App, campaign_ref: str, as_json: bool, verify: bool) -> None:
     """Show a campaign's progress. CAMPAIGN is an id, a unique id prefix, or a name.
@@ -152,7 +151,8 @@ def _stalled(snap: Snapshot) -> str | None:
 def _disagreement(snap: Snapshot) -> str:
     return (
         f"warning: campaign counters ({snap.counter_sent} sent, {snap.counter_failed} failed) disagree with "
-        f"message_logs ({snap.counts['sent']} sent, {snap.counts['failed']} failed)"
+        f"its summary ({snap.counts['sent']} sent, {snap.counts['failed']} failed); "
+        "`--verify` counts message_logs"
     )
 
 
