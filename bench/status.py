@@ -34,7 +34,7 @@ def parse_args() -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--reads", type=int, default=300, help="snapshots timed per campaign")
+    parser.add_argument("--reads", type=int, default=1000, help="snapshots timed per campaign")
     parser.add_argument("--drained", type=int, default=300_000, help="messages the worker sends meanwhile")
     return parser.parse_args()
 
@@ -82,6 +82,22 @@ def time_reads(dsn: str, cid: UUID, reads: int) -> tuple[list[float], float]:
     return times, verify_s
 
 
+def completed(dsn: str, campaign_id: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM jobs WHERE status = 'completed' AND campaign_id = %s", (campaign_id,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def wait_draining(dsn: str, campaign_id: str) -> None:
+    deadline = time.monotonic() + 60
+    while completed(dsn, campaign_id) == 0:
+        if time.monotonic() > deadline:
+            raise SystemExit("the worker did not start draining within 60 s")
+        time.sleep(0.1)
+
+
 def main() -> int:
     args = parse_args()
     with fresh_database() as dsn, tempfile.TemporaryDirectory(prefix="dispara-status-") as tmp:
@@ -92,16 +108,14 @@ def main() -> int:
         env = worker_env(dsn, Path(tmp) / "data")
         worker = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
         try:
+            wait_draining(dsn, drained)
             results = {n: time_reads(dsn, cid, args.reads) for n, cid in campaigns.items()}
-            with psycopg.connect(dsn) as conn:
-                sent = conn.execute(
-                    "SELECT count(*) FROM jobs WHERE status = 'completed' AND campaign_id = %s", (drained,)
-                ).fetchone()
+            sent = completed(dsn, drained)
             draining = worker.poll() is None
         finally:
             worker.terminate()
             worker.wait(60)
-        report(results, draining, sent[0] if sent else 0)
+        report(results, draining, sent)
     return 0
 
 
