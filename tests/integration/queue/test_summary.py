@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from dispara import summary
+from dispara.db import migrate
+from dispara.db.queries import q
 from dispara.errors import ExitCode
 from dispara.status import snapshot
 from tests.helpers import run_cli
@@ -82,8 +85,6 @@ def test_deltas_of_a_deleted_campaign_are_dropped(conn: Conn) -> None:
 def test_status_verify_agrees_or_names_every_difference_and_exits_8(
     env_db: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import psycopg
-
     with psycopg.connect(env_db) as conn:
         s = seed_campaign(conn, 4, instances=("a", "b"), name="conferida")
     ok = run_cli(capsys, "status", "conferida", "--verify")
@@ -99,3 +100,26 @@ def test_status_verify_agrees_or_names_every_difference_and_exits_8(
     shown = json.loads(run_cli(capsys, "status", "conferida", "--verify", "--json").out)
     assert shown["verify"]["agrees"] is False and len(shown["verify"]["differences"]) == 2
     assert shown["queued"] == 9 and str(s.campaign_id) == shown["id"]
+
+
+def test_migrating_counts_the_campaigns_already_there(empty_db_dsn: str) -> None:
+    with psycopg.connect(empty_db_dsn) as db:
+        db.execute(q("migrations_table"))
+        for m in migrate.available():
+            if m.name != "summary":
+                db.execute(m.sql.encode())
+                db.execute(
+                    "INSERT INTO dispara_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                    (m.version, m.name, m.checksum),
+                )
+        s = seed_campaign(db, 6, instances=("a", "b"), summarised=False)
+        db.execute(
+            "UPDATE message_logs SET status = 'sent', delivered_at = now() WHERE id = %s", (s.message_ids[0],)
+        )
+        db.commit()
+        assert [m.name for m in migrate.apply(db)] == ["summary"]
+        assert summary.verify(db, s.campaign_id) == []
+        counts = {
+            i.instance: (i.counts["queued"], i.counts["sent"]) for i in summary.by_instance(db, s.campaign_id)
+        }
+        assert counts == {"a": (2, 1), "b": (3, 0)}
