@@ -71,7 +71,10 @@ def counted(conn: Connection, campaign_id: UUID) -> dict[str, dict[str, int]]:
 
 
 def verify(conn: Connection, campaign_id: UUID) -> list[str]:
-    """Every (instance, count) where the summary and message_logs differ, as readable lines."""
+    """Every (instance, count) where the summary and message_logs differ, as readable lines.
+
+    Called outside a transaction, both are read in one snapshot, so sending workers cause no difference.
+    """
     fresh = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     with conn.transaction():
         if fresh:  # one snapshot for both readings, even while workers send

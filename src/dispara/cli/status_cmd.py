@@ -40,6 +40,7 @@ def status(app: App, campaign_ref: str, as_json: bool, verify: bool) -> None:
 
     with app.connect() as conn:
         snap = core.snapshot(conn, app.tenant_id(conn), app.campaign_id(conn, campaign_ref))
+        conn.commit()  # the full count takes a snapshot of its own, consistent while workers send
         differences = summary.verify(conn, snap.id) if verify else []
     if as_json:
         shown = snap.as_json() | (
