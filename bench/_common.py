@@ -28,12 +28,31 @@ from dispara import summary
 
 ROOT = Path(__file__).resolve().parent.parent
 STUB_KEY = "bench-key-0123456789"
+# `--mapped`: every table under another name (config `tables:`), message_logs in a schema of its own.
+MAPPED = {
+    "campaigns": "campaigns_dispara_lead_saas_02",
+    "message_logs": "app.message_logs_dispara_lead_saas_02",
+    "jobs": "dispara_jobs",
+    "instances": "dispara_instances",
+    "settings": "dispara_settings",
+    "optouts": "dispara_optouts",
+    "webhook_events": "dispara_webhook_events",
+    "evolution_inbox": "dispara_evolution_inbox",
+    "evolution_replies": "dispara_evolution_replies",
+    "dispara_migrations": "app.dispara_migrations",
+}
+
+
+def mapped_schema(dsn: str) -> None:
+    """What a mapped deployment has before dispara's first migration: the schema its tables go in."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS app")
 
 
 @contextmanager
-def fresh_database() -> Iterator[str]:
-    """A migrated, empty database, dropped afterwards."""
-    from dispara.db import migrate
+def fresh_database(mapping: dict[str, str] | None = None) -> Iterator[str]:
+    """A migrated, empty database, dropped afterwards; its tables named by `mapping` while it is in use."""
+    from dispara.db import migrate, tables
 
     with tempfile.TemporaryDirectory(prefix="dispara-bench-") as tmp:
         admin_dsn = os.environ.get("DATABASE_URL")
@@ -50,9 +69,12 @@ def fresh_database() -> Iterator[str]:
             admin.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
         dsn = urlunsplit(urlsplit(admin_dsn)._replace(path=f"/{name}"))
         try:
-            with psycopg.connect(dsn) as conn:
-                migrate.apply(conn)
-            yield dsn
+            with tables.using(mapping or {}):
+                if mapping:
+                    mapped_schema(dsn)
+                with psycopg.connect(dsn) as conn:
+                    migrate.apply(conn)
+                yield dsn
         finally:
             with psycopg.connect(admin_dsn, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
@@ -62,38 +84,52 @@ def fresh_database() -> Iterator[str]:
 
 def seed(dsn: str, n: int, instances: int, *, tenant: str = "default") -> str:
     """One processing campaign (no delays) with n queued messages and pending jobs across `instances`."""
+    from dispara.db.tables import compose as c  # the names in force (fresh_database's mapping)
+
     with psycopg.connect(dsn) as conn:
         tid = conn.execute(
-            "INSERT INTO tenants (name) VALUES (%s) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name "
-            "RETURNING id",
+            c(
+                "INSERT INTO {tenants} (name) VALUES (%s) "
+                "ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id"
+            ),
             (tenant,),
         ).fetchone()[0]  # type: ignore[index]
         names = [f"bench-{i:02d}" for i in range(instances)]
         cid = conn.execute(
-            "INSERT INTO campaigns (tenant_id, name, status, total_messages, instances, idempotency_key) "
-            "VALUES (%s, 'bench', 'processing', %s, %s, %s) RETURNING id",
+            c(
+                "INSERT INTO {campaigns} "
+                "(tenant_id, name, status, total_messages, instances, idempotency_key) "
+                "VALUES (%s, 'bench', 'processing', %s, %s, %s) RETURNING id"
+            ),
             (tid, n, names, uuid.uuid4().hex),
         ).fetchone()[0]  # type: ignore[index]
         conn.execute(
-            "INSERT INTO instances (tenant_id, name, day) "
-            "SELECT %s, x, (now() AT TIME ZONE 'America/Sao_Paulo')::date FROM unnest(%s::text[]) x "
-            "ON CONFLICT DO NOTHING",
+            c(
+                "INSERT INTO {instances} (tenant_id, name, day) "
+                "SELECT %s, x, (now() AT TIME ZONE 'America/Sao_Paulo')::date FROM unnest(%s::text[]) x "
+                "ON CONFLICT DO NOTHING"
+            ),
             (tid, names),
         )
         conn.execute(
-            "INSERT INTO message_logs (tenant_id, campaign_id, phone_number, message_content, instance_name, "
-            "status, queued_at, seq) "
-            "SELECT %s, %s, '5511' || lpad(g::text, 9, '0'), 'Olá, oferta ' || g, "
-            "(%s::text[])[1 + g %% %s], 'queued', now(), g FROM generate_series(1, %s) g",
+            c(
+                "INSERT INTO {message_logs} (tenant_id, campaign_id, phone_number, message_content, "
+                "instance_name, status, queued_at, seq) "
+                "SELECT %s, %s, '5511' || lpad(g::text, 9, '0'), 'Olá, oferta ' || g, "
+                "(%s::text[])[1 + g %% %s], 'queued', now(), g FROM generate_series(1, %s) g"
+            ),
             (tid, cid, names, instances, n),
         )
         summary.add_ingested(conn, tid, cid, Counter(names[g % instances] for g in range(1, n + 1)), "queued")
         conn.execute(
-            "INSERT INTO jobs (tenant_id, payload, instance, campaign_id, message_id, max_attempts) "
-            "SELECT m.tenant_id, jsonb_build_object('run_location', 'supabase', 'task_type', 'send-message', "
-            "'data', jsonb_build_object('message_id', m.id, 'campaign_id', m.campaign_id)), "
-            "m.instance_name, m.campaign_id, m.id, 3 "
-            "FROM message_logs m WHERE m.campaign_id = %s ORDER BY m.id",
+            c(
+                "INSERT INTO {jobs} (tenant_id, payload, instance, campaign_id, message_id, max_attempts) "
+                "SELECT m.tenant_id, jsonb_build_object('run_location', 'supabase', "
+                "'task_type', 'send-message', 'data', "
+                "jsonb_build_object('message_id', m.id, 'campaign_id', m.campaign_id)), "
+                "m.instance_name, m.campaign_id, m.id, 3 "
+                "FROM {message_logs} m WHERE m.campaign_id = %s ORDER BY m.id"
+            ),
             (cid,),
         )
         conn.execute("ANALYZE")
@@ -170,8 +206,9 @@ def worker_env(dsn: str, data_dir: Path, evolution_url: str | None = None) -> di
     return env
 
 
-def write_config(path: Path, **worker: Any) -> Path:
-    path.write_text(json.dumps({"worker": worker, "evolution": {"typing_delay_ms": 0}}), encoding="utf-8")
+def write_config(path: Path, tables: dict[str, str] | None = None, **worker: Any) -> Path:
+    settings = {"worker": worker, "evolution": {"typing_delay_ms": 0}, "tables": tables or {}}
+    path.write_text(json.dumps(settings), encoding="utf-8")
     return path
 
 

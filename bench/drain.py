@@ -3,9 +3,10 @@ and print jobs/s from the worker's first claim to its last completion, plus the 
 
     python bench/drain.py 50000                  # outbox sender
     python bench/drain.py 20000 --evolution      # EvolutionSender against the local stub
+    python bench/drain.py 50000 --mapped         # dispara's names and renamed tables, alternated
 
-Then, with the `bench` extra installed, PgQueuer drains N no-op jobs on the same server (same batch size)
-and the ratio of the two is printed.
+Then, with the `bench` extra installed, PgQueuer drains N no-op jobs on the same server (several batch
+sizes, ours among them) and the ratios are printed.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (
+    MAPPED,
     ROOT,
     evolution_stub,
     fresh_database,
@@ -57,11 +59,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="worker processes (the target is for one)")
     parser.add_argument("--profile", metavar="FILE", help="run the worker under cProfile, stats to FILE")
     parser.add_argument("--py-spy", metavar="FILE", help="sample the worker with py-spy (collapsed stacks)")
+    parser.add_argument(
+        "--mapped", action="store_true", help="also run on renamed tables (config tables:), alternating"
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="with --mapped: runs of each kind")
     return parser.parse_args()
 
 
-def run_worker(args: argparse.Namespace, dsn: str, tmp: Path, evolution_url: str | None) -> Run:
-    config = write_config(tmp / "dispara.yaml", batch_size=args.batch_size)
+def run_worker(
+    args: argparse.Namespace, dsn: str, tmp: Path, evolution_url: str | None, mapping: dict[str, str] | None
+) -> Run:
+    config = write_config(tmp / "dispara.yaml", tables=mapping, batch_size=args.batch_size)
     command = [sys.executable]
     if args.py_spy:
         spy = str(Path(sys.executable).with_name("py-spy"))
@@ -72,6 +80,7 @@ def run_worker(args: argparse.Namespace, dsn: str, tmp: Path, evolution_url: str
     if args.concurrency:
         command += ["--concurrency", str(args.concurrency)]
     pg_before = postgres_cpu(dsn)
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)  # cumulative: --mapped runs several
     start = time.perf_counter()
     env = worker_env(dsn, tmp / "data", evolution_url)
     procs = [
@@ -90,7 +99,8 @@ def run_worker(args: argparse.Namespace, dsn: str, tmp: Path, evolution_url: str
     pg = pg_after - pg_before if pg_after is not None and pg_before is not None else None
     delivered = stub_sends(evolution_url) if evolution_url else None
     said = " | ".join(out.strip() for out, _ in outputs)
-    return Run(said, wall, usage.ru_utime + usage.ru_stime, pg, delivered)
+    cpu = usage.ru_utime + usage.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime
+    return Run(said, wall, cpu, pg, delivered)
 
 
 PGQUEUER_BATCHES = (100, 1000, 5000)  # it gets faster with bigger batches: every one is shown
@@ -110,13 +120,38 @@ def pgqueuer_drain(dsn: str, n: int, batch_size: int) -> dict[int, float]:
     return rates
 
 
-def report(args: argparse.Namespace, dsn: str, run: Run) -> float:
+def compare(args: argparse.Namespace, dsn: str, ours: float) -> None:
+    """The summary checked against message_logs, then PgQueuer on the same server."""
+    from dispara import summary
+
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT id FROM campaigns").fetchone()
+        assert row is not None
+        differences = summary.verify(conn, row[0])
+    print("summary: " + (f"DISAGREES: {differences}" if differences else "agrees with message_logs"))
+    theirs = pgqueuer_drain(dsn, args.n, args.batch_size)
+    if theirs:
+        best = max(theirs, key=lambda b: theirs[b])
+        print(
+            f"ratio: {ours / theirs[args.batch_size]:.2f}x PgQueuer's no-op drain at the same batch, "
+            f"{ours / theirs[best]:.2f}x its best (batch {best})"
+        )
+
+
+def report(args: argparse.Namespace, dsn: str, run: Run) -> tuple[float, float]:
+    """Prints the run's figures; returns its jobs/s and worker CPU µs per job."""
+    from dispara.db.tables import compose
+
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
-            "SELECT count(*) FILTER (WHERE status = 'completed'), "
-            "extract(epoch FROM max(finished_at) - min(started_at))::float8 FROM jobs"
+            compose(
+                "SELECT count(*) FILTER (WHERE status = 'completed'), "
+                "extract(epoch FROM max(finished_at) - min(started_at))::float8 FROM {jobs}"
+            )
         ).fetchone()
-        counters = conn.execute("SELECT status, sent_count, failed_count FROM campaigns").fetchone()
+        counters = conn.execute(
+            compose("SELECT status, sent_count, failed_count FROM {campaigns}")
+        ).fetchone()
     assert row is not None
     done, busy = int(row[0]), float(row[1] or 0.0)
     sender = "evolution stub (HTTP)" if args.evolution else "outbox"
@@ -129,46 +164,48 @@ def report(args: argparse.Namespace, dsn: str, run: Run) -> float:
     if run.delivered is not None:
         print(f"stub received {run.delivered} successful sends")
     print(f"throughput: {done / busy:,.0f} jobs/s (first claim -> last completion, {busy:.2f}s)")
-    differences = verify(dsn)
-    print("summary: " + (f"DISAGREES: {differences}" if differences else "agrees with message_logs"))
     print(f"wall: {run.wall_s:.2f}s for the worker process ({done / run.wall_s:,.0f} jobs/s incl. start-up)")
     print(f"worker CPU: {run.worker_cpu_s:.2f}s ({run.worker_cpu_s / max(done, 1) * 1e6:.0f} µs per job)")
     if run.postgres_cpu_s is not None:
         per_job = run.postgres_cpu_s / max(done, 1) * 1e6
         print(f"postgres CPU: {run.postgres_cpu_s:.2f}s ({per_job:.0f} µs per job)")
-    return done / busy
+    return done / busy, run.worker_cpu_s / max(done, 1) * 1e6
 
 
-def verify(dsn: str) -> list[str]:
-    from dispara import summary
-
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT id FROM campaigns").fetchone()
-        assert row is not None
-        return summary.verify(conn, row[0])
-
-
-def main() -> int:
-    args = parse_args()
-    with fresh_database() as dsn, tempfile.TemporaryDirectory(prefix="dispara-drain-") as tmp:
+def one(args: argparse.Namespace, mapping: dict[str, str] | None) -> tuple[float, float]:
+    """One seeded database drained once: its jobs/s and worker CPU µs per job."""
+    with fresh_database(mapping) as dsn, tempfile.TemporaryDirectory(prefix="dispara-drain-") as tmp:
         started = time.perf_counter()
         seed(dsn, args.n, args.instances)
         print(
             f"seeded {args.n} jobs across {args.instances} instances in {time.perf_counter() - started:.1f}s"
+            + (" (mapped table names)" if mapping else "")
         )
         if args.evolution:
             with evolution_stub() as url:
-                run = run_worker(args, dsn, Path(tmp), url)
+                run = run_worker(args, dsn, Path(tmp), url, mapping)
         else:
-            run = run_worker(args, dsn, Path(tmp), None)
-        ours = report(args, dsn, run)
-        theirs = pgqueuer_drain(dsn, args.n, args.batch_size)
-        if theirs:
-            best = max(theirs, key=lambda b: theirs[b])
-            print(
-                f"ratio: {ours / theirs[args.batch_size]:.2f}x PgQueuer's no-op drain at the same batch, "
-                f"{ours / theirs[best]:.2f}x its best (batch {best})"
-            )
+            run = run_worker(args, dsn, Path(tmp), None, mapping)
+        figures = report(args, dsn, run)
+        if mapping is None and not args.mapped:
+            compare(args, dsn, figures[0])
+        return figures
+
+
+def main() -> int:
+    args = parse_args()
+    if not args.mapped:
+        one(args, None)
+        return 0
+    runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    for _ in range(args.rounds):  # alternated, so a change in the machine's load hits both alike
+        for mapped in (False, True):
+            runs[mapped].append(one(args, MAPPED if mapped else None))
+    for i, what in ((0, "jobs/s"), (1, "worker CPU µs per job")):
+        plain, renamed = (sorted(r[i] for r in runs[k])[len(runs[k]) // 2] for k in (False, True))
+        print(
+            f"median {what}: dispara's names {plain:,.0f}, mapped {renamed:,.0f} ({renamed / plain - 1:+.1%})"
+        )
     return 0
 
 

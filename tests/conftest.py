@@ -18,6 +18,9 @@ import pytest
 
 from dispara.config import ENV_KEYS, Settings
 from dispara.db import migrate
+from tests import renamed_tables
+
+renamed_tables.install()
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,7 +66,9 @@ def template_db(pg_admin_dsn: str) -> Iterator[str]:
     with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     with psycopg.connect(_with_database(pg_admin_dsn, name)) as conn:
+        renamed_tables.before_migrate(conn)
         migrate.apply(conn)
+        renamed_tables.after_migrate(conn)
     yield name
     with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -75,6 +80,7 @@ def db_dsn(pg_admin_dsn: str, template_db: str) -> Iterator[str]:
     name = f"dispara_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+        renamed_tables.on_database(admin, name)
     yield _with_database(pg_admin_dsn, name)
     with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -77,6 +77,8 @@ class SupabaseConfig(_Section):
     url: str | None = None
     service_role_key: str | None = None
     bucket: str = "dispara-audio"
+    # Where a user's tenant sits in the JWT PostgREST passes on (row-level security reads it).
+    tenant_claim: str = Field("app_metadata.tenant_id", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 
 class WebhookConfig(_Section):
@@ -129,6 +131,33 @@ class WorkerConfig(_Section):
     retention_days: int = Field(30, ge=0)
 
 
+class TablesConfig(_Section):
+    """The names dispara's tables have in this deployment (`table` or `schema.table`); unset: its own."""
+
+    tenants: str | None = None
+    campaigns: str | None = None
+    message_logs: str | None = None
+    jobs: str | None = None
+    instances: str | None = None
+    settings: str | None = None
+    optouts: str | None = None
+    webhook_events: str | None = None
+    evolution_inbox: str | None = None
+    evolution_replies: str | None = None
+    dispara_migrations: str | None = None
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _table_name(cls, value: str | None) -> str | None:
+        if value is not None and (len(value.split(".")) > 2 or not all(value.split("."))):
+            raise ValueError(f"{value!r}: write a table as table or schema.table")
+        return value
+
+    def mapping(self) -> dict[str, str]:
+        """logical name -> name in this deployment, for the tables that are renamed."""
+        return {name: value for name, value in self.model_dump().items() if value is not None}
+
+
 class Settings(_Section):
     database_url: str | None = None
     tenant: str = Field("default", min_length=1)
@@ -143,6 +172,7 @@ class Settings(_Section):
     external_worker: ExternalWorkerConfig = Field(default_factory=ExternalWorkerConfig)
     audio: AudioConfig = Field(default_factory=AudioConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    tables: TablesConfig = Field(default_factory=TablesConfig)
 
     @field_validator("data_dir", mode="after")
     @classmethod
@@ -266,6 +296,8 @@ def _read_file(path: Path) -> dict[str, Any]:
 def _describe(error: Mapping[str, Any]) -> tuple[str, str]:
     key = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
+        if error["loc"][0] == "tables":
+            return key, f"unknown table; dispara's tables are: {', '.join(TablesConfig.model_fields)}"
         return key, "unknown key"
     return key, str(error["msg"]).removeprefix("Value error, ")
 

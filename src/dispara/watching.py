@@ -8,6 +8,7 @@ from uuid import UUID
 
 from dispara.db import Connection
 from dispara.status import Snapshot, snapshot
+from dispara.supabase import pooler
 
 CHANNEL = "dispara_campaign"
 # A snapshot reads the campaign's summary (milliseconds at any size), but a slow database still must not
@@ -30,7 +31,7 @@ def watch_campaign(
 
     `conn` must be in autocommit mode: notifications are only delivered between transactions.
     """
-    conn.execute(f"LISTEN {CHANNEL}")
+    pooler.listen(conn, f"LISTEN {CHANNEL}", then=f"every {poll_s:g}s")
     last: tuple[object, ...] | None = None
     wanted = str(campaign_id)
     while True:

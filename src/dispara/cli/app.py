@@ -25,8 +25,11 @@ class App:
     def config(self) -> Config:
         if self._config is None:
             from dispara.config import load_config
+            from dispara.db import tables
 
             self._config = load_config(config_file=self.config_file, flags={"tenant": self.tenant})
+            # Before any SQL is composed: every query and migration of this process uses these names.
+            tables.use(self._config.settings.tables.mapping())
         return self._config
 
     @property

@@ -14,6 +14,7 @@ from psycopg.conninfo import conninfo_to_dict
 from dispara.config import Settings, mask_dsn
 from dispara.db import Connection, embedded, migrate
 from dispara.errors import ConfigError, DatabaseError, SchemaBehindError, SchemaChangedError
+from dispara.supabase import pooler
 
 CONNECT_TIMEOUT_S = 10
 _SERVER_PREFIX = re.compile(
@@ -69,7 +70,11 @@ def _reason(exc: Exception) -> str:
 def open_connection(db: Database, *, autocommit: bool = False) -> Connection:
     try:
         return psycopg.connect(
-            db.dsn, autocommit=autocommit, application_name="dispara", connect_timeout=CONNECT_TIMEOUT_S
+            db.dsn,
+            autocommit=autocommit,
+            application_name="dispara",
+            connect_timeout=CONNECT_TIMEOUT_S,
+            **pooler.connect_options(db.dsn),
         )
     except psycopg.OperationalError as exc:
         raise DatabaseError(f"cannot connect to the database {db.shown}: {_reason(exc)}") from exc

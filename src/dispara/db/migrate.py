@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from dispara.db import Connection, tables
+from dispara.db import Connection, adopt, tables
 from dispara.db.queries import q
 from dispara.errors import SchemaChangedError
 
@@ -37,7 +37,7 @@ class Migration:
         """The migration as one pasteable block, bookkeeping included."""
         return (
             f"-- migration {self.version:04d}_{self.name}\n{self.sql.rstrip()}\n"
-            f"INSERT INTO dispara_migrations (version, name, checksum) "
+            f"INSERT INTO {tables.quoted('dispara_migrations')} (version, name, checksum) "
             f"VALUES ({self.version}, '{self.name}', '{self.checksum}');\n"
         )
 
@@ -58,7 +58,9 @@ def latest_version() -> int:
 
 
 def _migrated(conn: Connection) -> bool:
-    exists = conn.execute("SELECT to_regclass('dispara_migrations') IS NOT NULL").fetchone()
+    exists = conn.execute(
+        "SELECT to_regclass(%s) IS NOT NULL", (tables.quoted("dispara_migrations"),)
+    ).fetchone()
     return bool(exists and exists[0])
 
 
@@ -108,15 +110,37 @@ def bookkeeping_sql() -> str:
     return q("migrations_table") + ";\n"
 
 
+def _adoption(conn: Connection, todo: list[Migration]) -> adopt.Plan | None:
+    # Only a database dispara has never migrated has tables of the deployment's own to adopt.
+    return adopt.plan(conn, available()) if todo and current_version(conn) == 0 else None
+
+
+def preview(conn: Connection) -> tuple[list[Migration], str]:
+    """The pending migrations and the SQL applying them runs, adoption of existing tables included."""
+    todo = pending(conn)
+    found = _adoption(conn, todo)
+    adopted = found.tables if found else ()
+    script = "".join(adopt.tolerant(m.script(), adopted) for m in todo)
+    return todo, (found.header() + script + found.footer()) if found else script
+
+
 def apply(conn: Connection) -> list[Migration]:
     """Apply every pending migration in one transaction; concurrent callers wait for the lock."""
     applied: list[Migration] = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_ID,))
         conn.execute(q("migrations_table"))
+        todo = pending(conn)
+        found = _adoption(conn, todo)
+        adopted = found.tables if found else ()
+        for statement in found.before if found else []:
+            conn.execute(statement.encode())
         # One transaction for all: a failure in migration N leaves the schema exactly as it was.
-        for migration in pending(conn):
-            conn.execute(migration.sql.encode())  # bytes: package text, not input
+        for migration in todo:
+            conn.execute(adopt.tolerant(migration.sql, adopted).encode())  # bytes: package text, not input
+            adopt.keep_names(conn, adopted)
             conn.execute(q("migrations_record"), (migration.version, migration.name, migration.checksum))
             applied.append(migration)
+        for statement in found.after if found else []:
+            conn.execute(statement.encode())
     return applied

@@ -6,7 +6,8 @@ the text is loaded, so a renamed table costs nothing per query.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import LiteralString
 
 from psycopg import sql
@@ -40,6 +41,17 @@ def use(mapping: Mapping[str, str]) -> None:
     _renamed.update({k: tuple(v.split(".", 1)) for k, v in mapping.items() if v != k})
 
 
+@contextmanager
+def using(mapping: Mapping[str, str]) -> Iterator[None]:
+    """Other names for a while (a scratch copy of the schema), the deployment's again afterwards."""
+    before = {k: ".".join(v) for k, v in _renamed.items()}
+    use(mapping)
+    try:
+        yield
+    finally:
+        use(before)
+
+
 def key() -> tuple[tuple[str, tuple[str, ...]], ...]:
     """The names in force, hashable: caches of composed text key on it."""
     return tuple(sorted(_renamed.items()))
@@ -52,6 +64,12 @@ def physical(logical: str) -> tuple[str, ...]:
 
 def renamed() -> dict[str, tuple[str, ...]]:
     return dict(_renamed)
+
+
+def quoted(logical: str) -> str:
+    """The table's name as SQL text (for `to_regclass`), quoted where it is renamed."""
+    parts = _renamed.get(logical)
+    return sql.Identifier(*parts).as_string(None) if parts else logical
 
 
 def identifier(logical: LiteralString) -> sql.Composable:

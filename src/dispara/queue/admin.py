@@ -9,7 +9,7 @@ from uuid import UUID
 
 from psycopg.rows import dict_row
 
-from dispara.db import Connection
+from dispara.db import Connection, MessageId, message_id_json
 from dispara.db.queries import q
 from dispara.errors import InputError, NotFoundError
 from dispara.states import JOB_STATUSES
@@ -28,7 +28,7 @@ class JobSummary:
     finished_at: datetime | None
     last_error: str | None
     campaign_id: UUID | None
-    message_id: int | None
+    message_id: MessageId | None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -43,7 +43,7 @@ class JobSummary:
             "finished_at": _iso(self.finished_at),
             "last_error": self.last_error,
             "campaign_id": str(self.campaign_id) if self.campaign_id else None,
-            "message_id": self.message_id,
+            "message_id": None if self.message_id is None else message_id_json(self.message_id),
         }
 
 
@@ -67,7 +67,7 @@ class JobDetail:
     locked_by: str | None
     locked_until: datetime | None
     campaign_id: UUID | None
-    message_id: int | None
+    message_id: MessageId | None
     campaign_name: str | None
     message_status: str | None
     phone: str | None

@@ -86,7 +86,7 @@ def _rows(conn: Connection, query: LiteralString, params: dict[str, Any]) -> lis
 
 def _jobs(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], ClaimedJob]]:
     # The claim returns job rows ('j', in claim order) and message rows ('m'), matched here by message id.
-    messages = {row["id"]: row for row in rows if row["kind"] == "m"}
+    messages = {row["message_id"]: row for row in rows if row["kind"] == "m"}
     return [
         (row, ClaimedJob.from_row(row, messages.get(row["message_id"]))) for row in rows if row["kind"] == "j"
     ]

@@ -30,6 +30,7 @@ from dispara.queue.runner import WEBHOOK_MISSING
 from dispara.queue.webhooks import JobEvents, WebhookDispatcher, resolve_target
 from dispara.queue.worker import make_sender, new_worker_id
 from dispara.states import JOB_FINAL
+from dispara.supabase import pooler
 
 log = logging.getLogger("dispara.worker")
 
@@ -161,7 +162,8 @@ def follow(
     """Wait until the job is completed, failed or cancelled, running it here whenever it is due and free."""
     say = notice or (lambda _text: None)
     with connect(settings, autocommit=True) as conn:
-        conn.execute(q("jobs_listen_done"))  # before the first look: no completion can slip between
+        # before the first look: no completion can slip between
+        pooler.listen(conn, q("jobs_listen_done"), then=f"every {RECHECK_S:g}s")
         runner = _Runner(settings, conn, tenant_id)
         try:
             while True:

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
+from dispara.db import MessageId
 from dispara.states import ErrorKind, JobStatus
 
 
@@ -21,7 +22,7 @@ class ClaimedJob:
     attempts: int
     max_attempts: int
     campaign_id: UUID | None
-    message_id: int | None
+    message_id: MessageId | None
     started_at: datetime
     delay_min: float
     delay_max: float

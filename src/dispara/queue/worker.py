@@ -34,6 +34,7 @@ from dispara.queue.model import RunEnd, Tally
 from dispara.queue.runner import Runner, released
 from dispara.queue.shared import Shared
 from dispara.queue.webhooks import JobEvents, WebhookDispatcher, resolve_target
+from dispara.supabase import pooler
 from dispara.tenants import tenant_id as lookup_tenant
 
 log = logging.getLogger("dispara.worker")
@@ -494,7 +495,10 @@ class _Worker:
         while not shared.closing.is_set():
             try:
                 with connect(self.settings, autocommit=True) as conn:
-                    conn.execute(q("queue_listen"))
+                    if not pooler.listen(
+                        conn, q("queue_listen"), then=f"every {self.cfg.poll_interval_s:g}s"
+                    ):
+                        return
                     shared.wake.set()  # anything inserted while we were not listening
                     while not shared.closing.is_set():
                         for note in conn.notifies(timeout=0.5):

@@ -37,7 +37,9 @@ from dispara.queue.worker import new_worker_id
 from dispara.receipts.setup import mask_secret_path
 from dispara.server import evolution_hooks
 from dispara.server.deliveries import Answer, BadDelivery, Deliveries, DeliveryBody
+from dispara.server.drains import DrainGate
 from dispara.server.signature import InvalidSignature, verify
+from dispara.supabase import pooler
 from dispara.transports.qstash import FAILED_PATH, MESSAGES_PATH, endpoint
 
 log = logging.getLogger("dispara.serve")
@@ -115,6 +117,7 @@ class Server:
         self.deliveries: Deliveries | None = None
         self.inbox: evolution_hooks.InboxProcessor | None = None
         self.inbox_writer: evolution_hooks.InboxWriter | None = None
+        self.drains = DrainGate()
 
     def open(self) -> None:
         from dispara.queue.worker import make_sender
@@ -126,11 +129,12 @@ class Server:
             conn.commit()
         self.tenant = tenant
         self.webhooks.start(tenant)
+        dsn = locate(self.settings).dsn
         self.pool = ConnectionPool(
-            locate(self.settings).dsn,
+            dsn,
             min_size=2,
             max_size=POOL_SIZE,
-            kwargs={"application_name": "dispara-serve"},
+            kwargs={"application_name": "dispara-serve", **pooler.connect_options(dsn)},
             open=True,
         )
         self.sender = self.given_sender or make_sender(self.settings, POOL_SIZE * 2)
@@ -264,10 +268,12 @@ def _routes(server: Server) -> list[Route]:
         summary: Drain due jobs for a bounded time (pg_net / pg_cron call this; bearer auth)
         responses:
           200: {description: what the drain did}
+          202: {description: a drain is already running here; it runs once more and takes these jobs}
         """
         server.authorize(request)
         await server.body(request)
-        return JSONResponse(await run_in_threadpool(_dispatch, server))
+        summary = await run_in_threadpool(server.drains.run, lambda: _dispatch(server))
+        return JSONResponse(summary, 200) if summary is not None else JSONResponse({"draining": True}, 202)
 
     async def healthz(request: Request) -> Response:
         """

@@ -18,7 +18,7 @@ from uuid import UUID
 from psycopg_pool import ConnectionPool
 
 from dispara.config import Settings
-from dispara.db import Connection
+from dispara.db import Connection, MessageId, message_id_json, parse_message_id
 from dispara.db.queries import q
 from dispara.providers.base import InstanceUnavailableError
 from dispara.queue import handlers, webhooks
@@ -31,7 +31,12 @@ from dispara.server.grouped import GroupCommit
 log = logging.getLogger("dispara.serve")
 
 NON_RETRYABLE = {"Upstash-NonRetryable-Error": "true"}
-_FIELDS: dict[str, type] = {"message_id": int, "campaign_id": str, "tenant_id": str}
+_FIELDS: dict[str, type | tuple[type, ...]] = {"message_id": (int, str), "campaign_id": str, "tenant_id": str}
+
+
+def _stand_in_job_id(message_id: MessageId) -> int:
+    # A delivery has no job: its message's id stands in, a uuid as a positive 63-bit number.
+    return message_id if isinstance(message_id, int) else message_id.int >> 65
 
 
 class BadDelivery(ValueError):
@@ -40,7 +45,7 @@ class BadDelivery(ValueError):
 
 @dataclass(frozen=True)
 class DeliveryBody:
-    message_id: int
+    message_id: MessageId
     campaign_id: UUID
     tenant_id: UUID
 
@@ -59,9 +64,15 @@ class DeliveryBody:
         for name, kind in _FIELDS.items():
             value = data.get(name)
             if not isinstance(value, kind) or isinstance(value, bool):
-                raise BadDelivery(f"{name}: missing or not a {kind.__name__}")
+                raise BadDelivery(
+                    f"{name}: missing or not a {'number or uuid' if name == 'message_id' else 'str'}"
+                )
         try:
-            return cls(int(data["message_id"]), UUID(data["campaign_id"]), UUID(data["tenant_id"]))
+            message_id = parse_message_id(data["message_id"])
+        except ValueError:
+            raise BadDelivery("message_id: not a number or a UUID") from None
+        try:
+            return cls(message_id, UUID(data["campaign_id"]), UUID(data["tenant_id"]))
         except ValueError:
             raise BadDelivery("campaign_id/tenant_id: not a UUID") from None
 
@@ -207,15 +218,16 @@ class Deliveries:
         (status, stale, m_tenant, campaign_id, phone, content, mtype, media, file_name, instance,
          c_status, c_tenant, retries, transport, dmin, dmax, opted_out) = row  # fmt: skip
         if body.tenant_id != c_tenant or body.tenant_id != m_tenant or body.campaign_id != campaign_id:
-            log.warning("delivery of message %d refused: tenant or campaign does not match", body.message_id)
+            log.warning("delivery of message %s refused: tenant or campaign does not match", body.message_id)
             return Answer(489, {"error": "tenant or campaign does not match the message"}, NON_RETRYABLE)
         if transport != "qstash":  # the jobs queue owns it: one transport per message
             return Answer(489, {"error": f"message belongs to a {transport} campaign"}, NON_RETRYABLE)
         job = ClaimedJob(
-            id=body.message_id,
+            id=_stand_in_job_id(body.message_id),
             instance=instance,
-            payload={"task_type": handlers.SEND_MESSAGE, "data": {"message_id": body.message_id,
-                                                                  "campaign_id": str(campaign_id)}},
+            payload={"task_type": handlers.SEND_MESSAGE,
+                     "data": {"message_id": message_id_json(body.message_id),
+                              "campaign_id": str(campaign_id)}},
             attempts=retried + 1,
             max_attempts=int(retries) + 1,
             campaign_id=campaign_id,

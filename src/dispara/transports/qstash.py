@@ -28,7 +28,7 @@ from qstash.message import BatchJsonRequest, convert_to_batch_messages, prepare_
 
 from dispara.campaigns.schedule import SendWindow, window_from_document
 from dispara.config import Settings
-from dispara.db import Connection
+from dispara.db import Connection, MessageId, message_id_json
 from dispara.db.queries import q
 from dispara.errors import ConfigError
 
@@ -61,7 +61,7 @@ def endpoint(base: str, path: str) -> str:
     return base.rstrip("/") + path
 
 
-def dedup_id(campaign_id: UUID, message_id: int, round_: int) -> str:
+def dedup_id(campaign_id: UUID, message_id: MessageId, round_: int) -> str:
     """Stable per message and round: publishing the same round twice is one QStash message."""
     return f"dispara-{campaign_id}-{message_id}-r{round_}"
 
@@ -140,7 +140,7 @@ class PublishReport:
 
 @dataclass(frozen=True)
 class _Pending:
-    id: int
+    id: MessageId
     phone: str
     content: str | None
     instance: str
@@ -189,7 +189,7 @@ def _load_campaign(conn: Connection, campaign_id: UUID) -> _Campaign:
 
 def _schedule(
     conn: Connection, campaign: _Campaign, pending: Sequence[_Pending], rng: random.Random
-) -> dict[int, datetime]:
+) -> dict[MessageId, datetime]:
     """Release times for the pending messages, each instance going on after what QStash already holds."""
     now = datetime.now(UTC)
     start = max(now, campaign.scheduled_for) if campaign.scheduled_for else now
@@ -199,7 +199,7 @@ def _schedule(
     by_instance: dict[str, list[_Pending]] = {}
     for message in pending:
         by_instance.setdefault(message.instance, []).append(message)
-    times: dict[int, datetime] = {}
+    times: dict[MessageId, datetime] = {}
     for instance, messages in by_instance.items():
         tail = tails.get(instance)
         first = max(start, tail + timedelta(seconds=campaign.pace.gap(rng))) if tail else start
@@ -215,7 +215,7 @@ def _request(
     return {
         "url": endpoint(base, MESSAGES_PATH),
         "body": {
-            "message_id": message.id,
+            "message_id": message_id_json(message.id),
             "phone_number": message.phone,
             "message_content": message.content,
             "instance_name": message.instance,
@@ -290,11 +290,13 @@ class _Publisher:
     sleep: Callable[[float], None]
     burst_waits: int = 0
 
-    def publish(self, chunk: Sequence[_Pending], times: dict[int, datetime], report: PublishReport) -> None:
+    def publish(
+        self, chunk: Sequence[_Pending], times: dict[MessageId, datetime], report: PublishReport
+    ) -> None:
         requests = [_request(self.settings, self.campaign, m, times[m.id]) for m in chunk]
         answer = self._post(batch_body(requests), len(chunk))
         report.batches += 1
-        accepted: list[tuple[int, str, datetime]] = []
+        accepted: list[tuple[MessageId, str, datetime]] = []
         for i, message in enumerate(chunk):
             item = answer[i] if i < len(answer) else None
             if isinstance(item, dict) and item.get("messageId"):

@@ -24,7 +24,7 @@ GROUP BY m.instance_name;
 -- Only messages still pending move: one cancelled meanwhile stays cancelled.
 UPDATE {message_logs} m
 SET status = 'queued', queued_at = now(), qstash_message_id = u.qid, not_before = u.nb, updated_at = now()
-FROM unnest(%(ids)b::bigint[], %(qids)b::text[], %(nbs)b::timestamptz[]) AS u(id, qid, nb)
+FROM unnest(%(ids)b::dispara_message_id[], %(qids)b::text[], %(nbs)b::timestamptz[]) AS u(id, qid, nb)
 WHERE m.id = u.id AND m.status = 'pending';
 
 -- name: qstash_campaign_published

@@ -115,6 +115,7 @@ leased AS (
 )
 -- Jobs ('j') and their messages ('m') come back as separate rows, matched by the caller: joining two
 -- CTEs that the planner believes hold one row each would be a nested loop, quadratic in the batch size.
+-- A message row carries its id as message_id: a job id and a message id need not have one type.
 SELECT 'j' AS kind, c.id, c.instance, c.payload, c.attempts, c.max_attempts, c.campaign_id, c.message_id,
        c.started_at, cp.delay_min, cp.delay_max, c.priority, c.run_at,
        NULL AS status, NULL AS phone_number, NULL AS message_content, NULL AS message_type,
@@ -123,7 +124,7 @@ FROM claimed c
 LEFT JOIN {campaigns} cp ON cp.id = c.campaign_id
 LEFT JOIN ready r ON r.name = c.instance  -- ready is one tenant's
 UNION ALL
-SELECT 'm', s.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+SELECT 'm', NULL, NULL, NULL, NULL, NULL, NULL, s.id, NULL, NULL, NULL, NULL, NULL,
        s.status, s.phone_number, s.message_content, s.message_type, s.media_url, s.file_name, NULL, NULL
 FROM sending s
 ORDER BY kind, instance, priority DESC, run_at, id;
@@ -176,6 +177,7 @@ started AS (
 )
 -- Jobs ('j') and their messages ('m') come back as separate rows, matched by the caller: joining two
 -- CTEs that the planner believes hold one row each would be a nested loop, quadratic in the batch size.
+-- A message row carries its id as message_id: a job id and a message id need not have one type.
 SELECT 'j' AS kind, c.id, c.instance, c.payload, c.attempts, c.max_attempts, c.campaign_id, c.message_id,
        c.started_at, cp.delay_min, cp.delay_max, c.priority, c.run_at,
        NULL AS status, NULL AS phone_number, NULL AS message_content, NULL AS message_type,
@@ -183,7 +185,7 @@ SELECT 'j' AS kind, c.id, c.instance, c.payload, c.attempts, c.max_attempts, c.c
 FROM claimed c
 LEFT JOIN {campaigns} cp ON cp.id = c.campaign_id
 UNION ALL
-SELECT 'm', s.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+SELECT 'm', NULL, NULL, NULL, NULL, NULL, NULL, s.id, NULL, NULL, NULL, NULL, NULL,
        s.status, s.phone_number, s.message_content, s.message_type, s.media_url, s.file_name
 FROM sending s
 ORDER BY kind, priority DESC, run_at, id;
@@ -227,7 +229,7 @@ SET status = u.status,
     retry_count = m.retry_count + u.retry_inc,
     updated_at = now()
 FROM unnest(
-    %(msg_ids)b::bigint[], %(msg_status)b::text[], %(keys)b::text[], %(responses)b::text[],
+    %(msg_ids)b::dispara_message_id[], %(msg_status)b::text[], %(keys)b::text[], %(responses)b::text[],
     %(errors)b::text[], %(kinds)b::text[], %(retry_inc)b::int[]
 ) AS u(id, status, evo_key, response, error, kind, retry_inc)
 WHERE m.id = u.id AND m.status IN ('pending', 'queued', 'sending')

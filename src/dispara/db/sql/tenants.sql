@@ -8,7 +8,10 @@ SELECT id FROM {tenants} WHERE name = %(name)s
 LIMIT 1;
 
 -- name: tenant_find
-SELECT id FROM {tenants} WHERE name = %(name)s;
+-- By name, or by id (the web app's tenants are often named by their id).
+SELECT id FROM {tenants} WHERE name = %(name)s OR id = %(id)s
+ORDER BY name = %(name)s DESC
+LIMIT 1;
 
 -- name: tenant_names
 SELECT name FROM {tenants} ORDER BY name LIMIT 50;

@@ -1,0 +1,1 @@
+DELETE FROM vault.secrets WHERE name = 'dispara_dispatch_key';
