@@ -17,6 +17,7 @@ import psycopg
 
 from dispara.db import Connection
 from dispara.db.queries import q
+from dispara.states import MESSAGE_STATUSES
 
 log = logging.getLogger("dispara.summary")
 
@@ -62,7 +63,9 @@ def counted(conn: Connection, campaign_id: UUID) -> dict[str, dict[str, int]]:
     """The same counts from message_logs itself: instance -> what -> how many (a full scan)."""
     out: dict[str, dict[str, int]] = {}
     for instance, status, n in conn.execute(q("campaign_counts_by_instance"), {"campaign_id": campaign_id}):
-        out.setdefault(instance or "", dict.fromkeys(COUNTED, 0))[status] += int(n)
+        entry = out.setdefault(instance or "", dict.fromkeys(COUNTED, 0))
+        if status in MESSAGE_STATUSES:  # an adopted table may hold statuses of its own: not counted
+            entry[status] += int(n)
     receipts = conn.execute(q("campaign_receipts_by_instance"), {"campaign_id": campaign_id})
     for instance, delivered, read, replied in receipts:
         entry = out.setdefault(instance, dict.fromkeys(COUNTED, 0))

@@ -24,12 +24,13 @@ CREATE TABLE {campaign_summary} (
 -- What each statement that changed message rows did to the counts, appended in that statement's own
 -- transaction: appends take no lock another writer holds (two workers on one campaign never queue on a
 -- counter row, and no lock order can deadlock), and a rolled-back batch leaves none. No foreign key: its
--- check would share-lock the campaign row the completer locks for update.
+-- check would share-lock the campaign row the completer locks for update. An adopted message_logs may hold
+-- rows without a tenant: the compaction takes the campaign's.
 CREATE TABLE {campaign_summary_deltas} (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     campaign_id  uuid NOT NULL,
     instance     text NOT NULL,
-    tenant_id    uuid NOT NULL,
+    tenant_id    uuid,
     at           timestamptz NOT NULL DEFAULT now(),
     pending      bigint NOT NULL,
     queued       bigint NOT NULL,
@@ -83,10 +84,12 @@ BEGIN
                delivered_at IS NOT NULL AS delivered, read_at IS NOT NULL AS read,
                replied_at IS NOT NULL AS replied
         FROM old_rows
+        WHERE campaign_id IS NOT NULL
         UNION ALL
         SELECT campaign_id, coalesce(instance_name, ''), tenant_id, status, 1,
                delivered_at IS NOT NULL, read_at IS NOT NULL, replied_at IS NOT NULL
         FROM new_rows
+        WHERE campaign_id IS NOT NULL
     ) r
     GROUP BY r.campaign_id, r.instance, r.tenant_id
     HAVING (sum(r.sign) FILTER (WHERE r.status = 'pending') <> 0
@@ -107,14 +110,16 @@ CREATE TRIGGER message_logs_summary
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION dispara_summary_changed();
 
--- Campaigns queued before this version: counted once from their messages.
+-- Campaigns queued before this version, or already in an adopted message_logs: counted once from their
+-- messages (statuses dispara does not know are left out, as `status --verify` leaves them out).
 INSERT INTO {campaign_summary}
     (campaign_id, instance, tenant_id, pending, queued, sending, sent, failed, cancelled,
      delivered, read, replied, last_sent_at)
-SELECT campaign_id, coalesce(instance_name, ''), tenant_id,
-       count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'queued'),
-       count(*) FILTER (WHERE status = 'sending'), count(*) FILTER (WHERE status = 'sent'),
-       count(*) FILTER (WHERE status = 'failed'), count(*) FILTER (WHERE status = 'cancelled'),
-       count(delivered_at), count(read_at), count(replied_at), max(sent_at)
-FROM {message_logs}
+SELECT m.campaign_id, coalesce(m.instance_name, ''), c.tenant_id,
+       count(*) FILTER (WHERE m.status = 'pending'), count(*) FILTER (WHERE m.status = 'queued'),
+       count(*) FILTER (WHERE m.status = 'sending'), count(*) FILTER (WHERE m.status = 'sent'),
+       count(*) FILTER (WHERE m.status = 'failed'), count(*) FILTER (WHERE m.status = 'cancelled'),
+       count(m.delivered_at), count(m.read_at), count(m.replied_at), max(m.sent_at)
+FROM {message_logs} m
+JOIN {campaigns} c ON c.id = m.campaign_id
 GROUP BY 1, 2, 3;

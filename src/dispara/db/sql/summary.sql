@@ -14,14 +14,18 @@ SET pending = s.pending + excluded.pending, queued = s.queued + excluded.queued;
 -- name: summary_compact
 -- Folds the oldest deltas into the counts and the 10 s send buckets, in one statement: a reader sees the
 -- deltas or their sum, never both. SKIP LOCKED lets workers compact at once on disjoint deltas; rows are
--- upserted in key order, so two compactions never deadlock. Deltas of deleted campaigns are dropped.
+-- upserted in key order, so two compactions never deadlock. Deltas of deleted campaigns are dropped;
+-- the tenant is the campaign's.
 WITH moved AS (
     DELETE FROM {campaign_summary_deltas} d
     WHERE d.id IN (SELECT id FROM {campaign_summary_deltas} ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
     RETURNING d.*
 ),
 live AS (
-    SELECT m.* FROM moved m WHERE EXISTS (SELECT 1 FROM {campaigns} c WHERE c.id = m.campaign_id)
+    SELECT m.campaign_id, m.instance, c.tenant_id, m.at, m.pending, m.queued, m.sending, m.sent, m.failed,
+           m.cancelled, m.delivered, m.read, m.replied
+    FROM moved m
+    JOIN {campaigns} c ON c.id = m.campaign_id
 ),
 totals AS (
     INSERT INTO {campaign_summary} AS s
