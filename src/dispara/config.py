@@ -9,14 +9,14 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from dispara.errors import ConfigError
 from dispara.redact import mask_secret, mask_url
+from dispara.yamlfile import read_yaml
 
 APP_NAME = "dispara"
 
@@ -27,10 +27,10 @@ class _Section(BaseModel):
 
 class EvolutionConfig(_Section):
     url: str | None = None
-    api_key: str | None = None
+    api_key: SecretStr | None = None
     typing_delay_ms: int = Field(1200, ge=0)
     timeout_extra_s: float = Field(60.0, gt=0)
-    webhook_secret: str | None = None
+    webhook_secret: SecretStr | None = None
     optout_keywords: list[str] = Field(
         default_factory=lambda: ["SAIR", "PARAR", "STOP", "CANCELAR", "DESCADASTRAR"], min_length=1
     )
@@ -41,16 +41,16 @@ class EvolutionConfig(_Section):
 
 class QStashConfig(_Section):
     url: str = "https://qstash.upstash.io"
-    token: str | None = None
-    current_signing_key: str | None = None
-    next_signing_key: str | None = None
+    token: SecretStr | None = None
+    current_signing_key: SecretStr | None = None
+    next_signing_key: SecretStr | None = None
     batch_size: int = Field(100, ge=1, le=100)
     clock_tolerance_s: float = Field(5.0, ge=0)
 
 
 class ServerConfig(_Section):
     public_url: str | None = None
-    api_key: str | None = None
+    api_key: SecretStr | None = None
     signature_url: str | None = None
     max_body_bytes: int = Field(1_048_576, ge=1024)
     sending_lease_s: float = Field(120.0, gt=0)
@@ -59,7 +59,7 @@ class ServerConfig(_Section):
 
 class ElevenLabsConfig(_Section):
     url: str = "https://api.elevenlabs.io"
-    api_key: str | None = None
+    api_key: SecretStr | None = None
     voice_id: str | None = None
     model_id: str = "eleven_flash_v2_5"
     output_format: str = "opus_48000_32"
@@ -68,14 +68,14 @@ class ElevenLabsConfig(_Section):
 
 class GroqConfig(_Section):
     url: str = "https://api.groq.com"
-    api_key: str | None = None
+    api_key: SecretStr | None = None
     model: str = "whisper-large-v3-turbo"
     timeout_s: float = Field(60.0, gt=0)
 
 
 class SupabaseConfig(_Section):
     url: str | None = None
-    service_role_key: str | None = None
+    service_role_key: SecretStr | None = None
     bucket: str = "dispara-audio"
     # Where a user's tenant sits in the JWT PostgREST passes on (row-level security reads it).
     tenant_claim: str = Field("app_metadata.tenant_id", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
@@ -83,14 +83,14 @@ class SupabaseConfig(_Section):
 
 class WebhookConfig(_Section):
     url: str | None = None
-    secret: str | None = None
+    secret: SecretStr | None = None
     required: bool = False
     campaign_events: Literal["message", "campaign"] = "message"
 
 
 class ExternalWorkerConfig(_Section):
     url: str | None = None
-    token: str | None = None
+    token: SecretStr | None = None
     timeout_s: float = Field(300.0, gt=0)
 
 
@@ -209,21 +209,18 @@ ENV_KEYS: dict[str, str] = {
     "EXTERNAL_WORKER_TOKEN": "external_worker.token",
 }
 
-SECRET_KEYS = frozenset(
-    {
-        "evolution.api_key",
-        "evolution.webhook_secret",
-        "qstash.token",
-        "qstash.current_signing_key",
-        "qstash.next_signing_key",
-        "server.api_key",
-        "elevenlabs.api_key",
-        "groq.api_key",
-        "supabase.service_role_key",
-        "webhook.secret",
-        "external_worker.token",
-    }
-)
+
+def _secret_keys(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
+    for name, field in model.model_fields.items():
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            yield from _secret_keys(kind, f"{prefix}{name}.")
+        elif kind is SecretStr or SecretStr in get_args(kind):
+            yield f"{prefix}{name}"
+
+
+# The dotted keys whose type is SecretStr: the type is the one place that says what is a secret.
+SECRET_KEYS = frozenset(_secret_keys(Settings))
 
 
 @dataclass(frozen=True)
@@ -281,14 +278,7 @@ def find_config_file(explicit: str | None, env: Mapping[str, str]) -> Path | Non
 
 
 def _read_file(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ConfigError(f"{path}: {where}{exc.problem}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read configuration: {exc}") from None
+    data = read_yaml(path, str(path), error=ConfigError, what="configuration file")
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -342,11 +332,16 @@ def load_config(
     return Config(settings=settings, file=path, sources=sources)
 
 
+def reveal(value: SecretStr | None) -> str | None:
+    """The plain text of a secret setting, for the code that sends it (never for output)."""
+    return None if value is None else value.get_secret_value()
+
+
 def mask(key: str, value: Any) -> str:
     """A value as it may be shown to a person: secrets as ****abcd, credentials cut out of URLs."""
     if value is None:
         return "-"
-    text = str(value)
+    text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
     if key in SECRET_KEYS:
         return mask_secret(text)
     if key == "database_url" or key.endswith("url") or "://" in text:
@@ -357,13 +352,17 @@ def mask(key: str, value: Any) -> str:
 def secret_values(settings: Settings) -> list[str]:
     """Every secret the settings hold (keys, tokens, passwords in URLs), to mask them in free text."""
     found: list[str] = []
-    for key, value in _flatten(settings.model_dump()):
-        if not isinstance(value, str) or not value:
-            continue
-        if key in SECRET_KEYS:
-            found.append(value)
-        elif "://" in value and (password := urlsplit(value).password):
-            found.append(password)
+    for _key, value in _flatten(settings.model_dump()):
+        if isinstance(value, SecretStr):
+            if value:
+                found.append(value.get_secret_value())
+        elif isinstance(value, str) and "://" in value:
+            try:
+                password = urlsplit(value).password
+            except ValueError:
+                password = None
+            if password:
+                found.append(password)
     return found
 
 

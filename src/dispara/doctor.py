@@ -12,21 +12,20 @@ every detail and hint, whatever a server echoes back.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
-from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.conninfo import make_conninfo
 
 from dispara import tenant_settings
-from dispara.config import SECRET_KEYS, Settings
+from dispara.config import Settings, reveal, secret_values
 from dispara.db import Connection
 from dispara.db.queries import q
+from dispara.db.rows import all_dicts
 from dispara.errors import ConfigError, DatabaseError, DisparaError, ServiceError
 from dispara.providers import health
 from dispara.providers.evolution_errors import one_line
@@ -94,40 +93,22 @@ class TenantData:
 # ---- database ----------------------------------------------------------------------------------------
 
 
+class _DatabaseFailed(Exception):
+    def __init__(self, detail: str, hint: str = "") -> None:
+        super().__init__(detail)
+        self.result = CheckResult("database", "fail", detail, hint, database=True)
+
+
 def check_database(
     settings: Settings, *, timeout: float = DEFAULT_TIMEOUT_S
 ) -> tuple[CheckResult, TenantData | None]:
     """Reachable and migrated; with it, the tenant's data (None when it cannot be read)."""
     from dispara.db import migrate
-    from dispara.db.connect import Database, locate, open_connection
 
-    name = "database"
     try:
-        db = locate(settings)
-    except ConfigError as exc:  # a malformed DATABASE_URL
-        return CheckResult(name, "fail", str(exc), "fix DATABASE_URL", database=True), None
-    except DisparaError as exc:
-        detail = f"embedded database under {settings.data_dir}: {exc}"
-        hint = "set DATABASE_URL to an external database, or check that DISPARA_DATA_DIR is writable"
-        return CheckResult(name, "fail", detail, hint, database=True), None
-    where = f"embedded {db.shown}" if db.embedded else f"external {db.shown}"
-    # libpq waits forever for a host that drops packets: bound the connection attempt (minimum 2 s).
-    try:
-        bounded = Database(make_conninfo(db.dsn, connect_timeout=max(2, math.ceil(timeout))), db.embedded)
-    except psycopg.Error:  # its message quotes the string, password included
-        detail = "DATABASE_URL is not a valid connection string"
-        hint = "use postgresql://user:password@host:5432/database"
-        return CheckResult(name, "fail", detail, hint, database=True), None
-    try:
-        conn = open_connection(bounded, autocommit=True)
-    except DatabaseError as exc:
-        reason = one_line(str(exc.__cause__ or exc), 240)
-        hint = (
-            "run `dispara db stop` and retry, or set DATABASE_URL to an external database"
-            if db.embedded
-            else "check DATABASE_URL (host, port, user, password, database name) and that the server is up"
-        )
-        return CheckResult(name, "fail", f"{where}: cannot connect: {reason}", hint, database=True), None
+        conn, where, embedded = _connect_bounded(settings, timeout)
+    except _DatabaseFailed as exc:
+        return exc.result, None
     try:
         with conn:
             version = migrate.current_version(conn)
@@ -135,21 +116,57 @@ def check_database(
             tenant = _tenant_data(conn, settings.tenant) if version >= 1 else None
     except psycopg.Error as exc:
         reason = one_line(str(exc), 240)
-        return CheckResult(name, "fail", f"{where}: {reason}", "", database=True), None
+        return CheckResult("database", "fail", f"{where}: {reason}", "", database=True), None
+    return _schema_state(where, embedded, version, latest, tenant), tenant
+
+
+def _connect_bounded(settings: Settings, timeout: float) -> tuple[Connection, str, bool]:
+    """A connection, how to name the database, and whether it is embedded; or _DatabaseFailed."""
+    from dispara.db.connect import Database, locate, open_connection
+
+    try:
+        db = locate(settings)
+    except ConfigError as exc:  # a malformed DATABASE_URL
+        raise _DatabaseFailed(str(exc), "fix DATABASE_URL") from None
+    except DisparaError as exc:
+        detail = f"embedded database under {settings.data_dir}: {exc}"
+        hint = "set DATABASE_URL to an external database, or check that DISPARA_DATA_DIR is writable"
+        raise _DatabaseFailed(detail, hint) from None
+    where = f"embedded {db.shown}" if db.embedded else f"external {db.shown}"
+    # libpq waits forever for a host that drops packets: bound the connection attempt (minimum 2 s).
+    try:
+        bounded = Database(make_conninfo(db.dsn, connect_timeout=max(2, math.ceil(timeout))), db.embedded)
+    except psycopg.Error:  # its message quotes the string, password included
+        hint = "use postgresql://user:password@host:5432/database"
+        raise _DatabaseFailed("DATABASE_URL is not a valid connection string", hint) from None
+    try:
+        return open_connection(bounded, autocommit=True), where, db.embedded
+    except DatabaseError as exc:
+        reason = one_line(str(exc.__cause__ or exc), 240)
+        hint = (
+            "run `dispara db stop` and retry, or set DATABASE_URL to an external database"
+            if db.embedded
+            else "check DATABASE_URL (host, port, user, password, database name) and that the server is up"
+        )
+        raise _DatabaseFailed(f"{where}: cannot connect: {reason}", hint) from None
+
+
+def _schema_state(
+    where: str, embedded: bool, version: int, latest: int, tenant: TenantData | None
+) -> CheckResult:
+    name = "database"
     about = ""
     if tenant is not None:
         about = f"; tenant {tenant.name}" + ("" if tenant.exists else " (no data yet)")
     if version > latest:
         detail = f"{where}: schema version {version} is newer than this dispara ({latest})"
-        return CheckResult(name, "fail", detail, "upgrade dispara", database=True), tenant
+        return CheckResult(name, "fail", detail, "upgrade dispara", database=True)
     if version < latest:
         state = "no dispara schema" if version == 0 else f"schema version {version} of {latest}"
-        if db.embedded:
-            return _ok(name, f"{where}, {state}: migrated automatically on next use{about}"), tenant
-        return CheckResult(
-            name, "fail", f"{where}: {state}", "run `dispara db migrate`", database=True
-        ), tenant
-    return _ok(name, f"{where}, schema version {version} (latest){about}"), tenant
+        if embedded:
+            return _ok(name, f"{where}, {state}: migrated automatically on next use{about}")
+        return CheckResult(name, "fail", f"{where}: {state}", "run `dispara db migrate`", database=True)
+    return _ok(name, f"{where}, schema version {version} (latest){about}")
 
 
 def _tenant_data(conn: Connection, name: str) -> TenantData:
@@ -160,7 +177,8 @@ def _tenant_data(conn: Connection, name: str) -> TenantData:
     values = tenant_settings.all_values(conn, tenant_id)
     params = {"tenant_id": tenant_id, "days": RECENT_DAYS}
     instances = tuple(str(r[0]) for r in conn.execute(q("doctor_instances"), params) if r[0])
-    pauses = {str(n): str(r) for n, r in conn.execute(q("doctor_webhook_pauses"), {"tenant_id": tenant_id})}
+    rows = all_dicts(conn, q("doctor_webhook_pauses"), {"tenant_id": tenant_id})
+    pauses = {str(row["name"]): str(row["pause_reason"]) for row in rows}
     return TenantData(name, exists=True, settings=values, instances=instances, webhook_pauses=pauses)
 
 
@@ -219,13 +237,14 @@ def _evolution(ctx: _Context) -> list[CheckResult]:
     if not evo.url:
         outbox = outbox_path(ctx.settings.data_dir)
         return [_skipped("evolution", f"Evolution not configured: messages go to the outbox file {outbox}")]
-    if not evo.api_key:
+    api_key = reveal(evo.api_key)
+    if not api_key:
         detail = f"{public_url(evo.url)}: EVOLUTION_API_URL is set but EVOLUTION_API_KEY is not"
         return [_fail("evolution", detail, health.EVOLUTION_KEY_HINT)]
     try:
         sender = EvolutionSender(
             evo.url,
-            evo.api_key,
+            api_key,
             typing_delay_ms=0,
             timeout_extra_s=ctx.timeout,
             connect_timeout_s=ctx.timeout,
@@ -234,7 +253,7 @@ def _evolution(ctx: _Context) -> list[CheckResult]:
     except ConfigError as exc:
         return [_fail("evolution", str(exc), "check EVOLUTION_API_URL and EVOLUTION_API_KEY")]
     with sender, ThreadPoolExecutor(MAX_INSTANCE_CHECKS_AT_ONCE, thread_name_prefix="doctor-evo") as pool:
-        server_future = pool.submit(health.check_evolution_server, evo.url, evo.api_key, timeout=ctx.timeout)
+        server_future = pool.submit(health.check_evolution_server, evo.url, api_key, timeout=ctx.timeout)
         tenant = ctx.tenant()
         names = tenant.instances if tenant is not None else ()
         futures = [(n, pool.submit(health.check_evolution_instance, sender, n)) for n in names]
@@ -267,7 +286,8 @@ def _evolution_webhooks(ctx: _Context) -> list[CheckResult]:
     from dispara.receipts import setup
 
     evo = ctx.settings.evolution
-    if not evo.url or not evo.api_key or not evo.webhook_secret:
+    api_key = reveal(evo.api_key)
+    if not evo.url or not api_key or not evo.webhook_secret:
         return []
     tenant = ctx.tenant()
     if tenant is None or not tenant.instances:
@@ -276,7 +296,7 @@ def _evolution_webhooks(ctx: _Context) -> list[CheckResult]:
         want = setup.wanted(ctx.settings)
     except DisparaError as exc:
         return [_fail("evolution webhooks", str(exc))]
-    with EvolutionSender(evo.url, evo.api_key, typing_delay_ms=0, timeout_extra_s=ctx.timeout) as sender:
+    with EvolutionSender(evo.url, api_key, typing_delay_ms=0, timeout_extra_s=ctx.timeout) as sender:
         results = [_webhook_of(sender, name, want) for name in tenant.instances]
     hint = "reconnect it (QR code in the Evolution manager); sending resumes when Evolution reports it open"
     for name, reason in sorted(tenant.webhook_pauses.items()):
@@ -299,15 +319,15 @@ def _webhook_of(sender: EvolutionSender, name: str, want: dict[str, Any]) -> Che
 
 def _qstash(ctx: _Context) -> list[CheckResult]:
     qstash = ctx.settings.qstash
-    if not qstash.token:
+    token = reveal(qstash.token)
+    if not token:
         return [_skipped("qstash", "QStash not configured (QSTASH_TOKEN not set)")]
-    token = qstash.token
     return [_run("qstash", lambda: health.check_qstash(qstash.url, token, timeout=ctx.timeout))]
 
 
 def _elevenlabs(ctx: _Context) -> list[CheckResult]:
     cfg = ctx.settings.elevenlabs
-    key, key_name = ctx.pick(cfg.api_key, "ELEVENLABS_API_KEY", "elevenlabs-apikey")
+    key, key_name = ctx.pick(reveal(cfg.api_key), "ELEVENLABS_API_KEY", "elevenlabs-apikey")
     if not key:
         detail = ctx.not_configured("ElevenLabs", "ELEVENLABS_API_KEY or tenant setting elevenlabs-apikey")
         return [_skipped("elevenlabs", detail)]
@@ -324,7 +344,7 @@ def _elevenlabs(ctx: _Context) -> list[CheckResult]:
 
 def _groq(ctx: _Context) -> list[CheckResult]:
     cfg = ctx.settings.groq
-    key, key_name = ctx.pick(cfg.api_key, "GROQ_API_KEY", "groq-apikey")
+    key, key_name = ctx.pick(reveal(cfg.api_key), "GROQ_API_KEY", "groq-apikey")
     if not key:
         return [_skipped("groq", ctx.not_configured("Groq", "GROQ_API_KEY or tenant setting groq-apikey"))]
     return [
@@ -336,7 +356,7 @@ def _groq(ctx: _Context) -> list[CheckResult]:
 
 def _storage(ctx: _Context) -> list[CheckResult]:
     cfg = ctx.settings.supabase
-    url, key = cfg.url, cfg.service_role_key
+    url, key = cfg.url, reveal(cfg.service_role_key)
     if not url and not key:
         local = ctx.settings.data_dir / "storage"
         detail = f"Supabase Storage not configured (SUPABASE_URL): audio files are kept under {local}"
@@ -361,7 +381,7 @@ def _webhook(ctx: _Context) -> list[CheckResult]:
                 _fail("webhook", detail, "webhook.required is set: the worker fails jobs without a webhook")
             ]
         return [_skipped("webhook", detail)]
-    secret, _ = ctx.pick(cfg.secret, "webhook.secret", "webhook-secret")
+    secret, _ = ctx.pick(reveal(cfg.secret), "webhook.secret", "webhook-secret")
     return [
         _run("webhook", lambda: health.check_webhook(url, secret, timeout=ctx.timeout, url_name=url_name))
     ]
@@ -410,20 +430,9 @@ _SECRET: Final = tenant_settings.Known("", secret=True)  # unknown tenant settin
 
 
 def _secrets(settings: Settings, tenant: TenantData | None) -> list[str]:
-    found: set[str] = set()
-    for dotted in SECRET_KEYS:
-        value: Any = functools.reduce(getattr, dotted.split("."), settings)
-        if isinstance(value, str):
-            found.add(value)
+    found = set(secret_values(settings))
     if tenant is not None:
         found.update(v for k, v in tenant.settings.items() if tenant_settings.KNOWN.get(k, _SECRET).secret)
-    if settings.database_url:
-        try:
-            password = urlsplit(settings.database_url).password
-        except ValueError:
-            password = None
-        if password:
-            found.add(password)
     # Longest first, so a secret that contains another is masked whole. Very short values are left alone:
     # masking "abc" everywhere would garble the output and protects nothing.
     return sorted((s for s in {*found, *(s.strip() for s in found)} if len(s) >= 4), key=len, reverse=True)

@@ -19,6 +19,7 @@ from dispara.campaigns.contacts import ContactReader, RejectedWriter
 from dispara.campaigns.phones import PhoneError, normalize_phone
 from dispara.db import Connection
 from dispara.db.queries import q
+from dispara.db.rows import one_dict
 from dispara.errors import InputError
 
 __all__ = [
@@ -179,31 +180,17 @@ def import_csv(
     try:
         with ContactReader(path, phone_column=phone_column, phone_hint="--phone-column") as reader:
             rejected.set_columns(reader.header, reader.delimiter)
-            phone_field = reader.phone_field
             reason_field = next((name for name in REASON_COLUMNS if name in reader.fields), None)
-            report.phone_column, report.reason_column = phone_field, reason_field
+            report.phone_column, report.reason_column = reader.phone_field, reason_field
             with conn.transaction():
                 conn.execute(q("optout_import_table"))
-                valid = 0
-                reasons = report.reasons
-                with conn.cursor() as cur, cur.copy(q("optout_import_copy")) as copy:
-                    for line, contact, values in reader:
-                        report.rows_read += 1
-                        try:
-                            phone = normalize_phone(contact[phone_field], country)
-                        except PhoneError as exc:
-                            report.invalid += 1
-                            why = f"invalid phone: {exc.reason}"
-                            reasons[why] += 1
-                            rejected.write(line, values, why)
-                            continue
-                        row_reason = (contact.get(reason_field) or None) if reason_field else None
-                        copy.write_row((line, phone, row_reason or default_reason))
-                        valid += 1
-                row = conn.execute(q("optout_import_apply"), {"tenant_id": tenant_id}).fetchone()
+                valid = _copy_valid(
+                    conn, reader, report, rejected, country=country, default_reason=default_reason
+                )
+                row = one_dict(conn, q("optout_import_apply"), {"tenant_id": tenant_id})
                 conn.execute(q("optout_import_drop"))
             assert row is not None
-            added, distinct = int(row[0]), int(row[1])
+            added, distinct = int(row["added"]), int(row["distinct_phones"])
             report.added = added
             report.already_present = distinct - added
             report.duplicates = valid - distinct
@@ -215,3 +202,32 @@ def import_csv(
             rejected.discard()
     report.rejected_path = rejected.path if rejected.count else None
     return report
+
+
+def _copy_valid(
+    conn: Connection,
+    reader: ContactReader,
+    report: ImportReport,
+    rejected: RejectedWriter,
+    *,
+    country: str,
+    default_reason: str | None,
+) -> int:
+    """COPY the rows with a valid number into the import table, the others to `rejected`; how many."""
+    valid = 0
+    phone_field, reason_field = report.phone_column, report.reason_column
+    with conn.cursor() as cur, cur.copy(q("optout_import_copy")) as copy:
+        for line, contact, values in reader:
+            report.rows_read += 1
+            try:
+                phone = normalize_phone(contact[phone_field], country)
+            except PhoneError as exc:
+                report.invalid += 1
+                why = f"invalid phone: {exc.reason}"
+                report.reasons[why] += 1
+                rejected.write(line, values, why)
+                continue
+            row_reason = (contact.get(reason_field) or None) if reason_field else None
+            copy.write_row((line, phone, row_reason or default_reason))
+            valid += 1
+    return valid

@@ -14,6 +14,7 @@ from uuid import UUID
 from dispara import summary
 from dispara.db import Connection
 from dispara.db.queries import q
+from dispara.db.rows import all_dicts, one_dict
 from dispara.errors import InputError, NotFoundError
 from dispara.states import CAMPAIGN_FINISHED, MESSAGE_SENDABLE, MESSAGE_STATUSES
 
@@ -179,35 +180,30 @@ def resolve(conn: Connection, tenant_id: UUID, ref: str) -> UUID:
     name (latest wins)."""
     ref = ref.strip()
     prefix = f"{ref.lower()}%" if _ID_PREFIX.match(ref.lower()) else None
-    rows = conn.execute(
-        q("campaign_resolve"), {"tenant_id": tenant_id, "prefix": prefix, "ref": ref}
-    ).fetchall()
-    by_id = [row for row in rows if row[3]]
+    rows = all_dicts(conn, q("campaign_resolve"), {"tenant_id": tenant_id, "prefix": prefix, "ref": ref})
+    by_id = [row for row in rows if row["by_id"]]
     if len(by_id) == 1:
-        return UUID(str(by_id[0][0]))
+        return UUID(str(by_id[0]["id"]))
     if len(by_id) > 1:
-        shown = ", ".join(f"{str(row[0])[:8]} ({row[1]})" for row in by_id[:5])
+        shown = ", ".join(f"{str(row['id'])[:8]} ({row['name']})" for row in by_id[:5])
         raise InputError(f"campaign id prefix {ref!r} is ambiguous: {shown}; give more characters")
     if rows:
-        return UUID(str(rows[0][0]))
+        return UUID(str(rows[0]["id"]))
     raise NotFoundError(f"no campaign {ref!r} in this tenant (see `dispara campaign list`)")
 
 
 def snapshot(conn: Connection, tenant_id: UUID, campaign_id: UUID) -> Snapshot:
-    row = conn.execute(q("campaign_snapshot"), {"campaign_id": campaign_id}).fetchone()
+    row = one_dict(conn, q("campaign_snapshot"), {"campaign_id": campaign_id})
     if row is None:
         raise NotFoundError(f"campaign {campaign_id} no longer exists")
-    snap = Snapshot(
-        id=row[0], name=row[1], status=row[2], transport=row[3], created_at=row[4], started_at=row[5],
-        completed_at=row[6], total=row[7], counter_sent=row[8], counter_failed=row[9], status_reason=row[10],
-        scheduled_for=row[13], now=row[14], zone=row[15] or DEFAULT_ZONE, daily_cap=row[16],
-    )  # fmt: skip
-    delay_mean = (float(row[11]) + float(row[12])) / 2
+    delay_min, delay_max = float(row.pop("delay_min")), float(row.pop("delay_max"))
+    snap = Snapshot(**{**row, "zone": row["zone"] or DEFAULT_ZONE})
     _count(conn, snap)
-    _pacing(conn, snap, tenant_id, delay_mean)
-    _activity(conn, snap, float(row[12]))
+    _pacing(conn, snap, tenant_id, (delay_min + delay_max) / 2)
+    _activity(conn, snap, delay_max)
     snap.errors = [
-        (str(m), int(c)) for m, c in conn.execute(q("campaign_top_errors"), {"campaign_id": campaign_id})
+        (str(row["error"]), int(row["count"]))
+        for row in all_dicts(conn, q("campaign_top_errors"), {"campaign_id": campaign_id})
     ]
     return snap
 
@@ -238,20 +234,13 @@ def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
 def _pacing(conn: Connection, snap: Snapshot, tenant_id: UUID, delay_mean: float) -> None:
     by_name = {i.name: i for i in snap.instances}
     params = {"tenant_id": tenant_id, "names": list(by_name)}
-    for name, next_send_at, paused_until, reason, sent_today in conn.execute(
-        q("campaign_instances_state"), params
-    ):
-        progress = by_name[name]
-        progress.next_send_at, progress.paused_until, progress.pause_reason = (
-            next_send_at,
-            paused_until,
-            reason,
-        )
-        progress.sent_today = int(sent_today)
-    for name, last_minute, recent, span_s in conn.execute(
-        q("summary_sent_recently"), {"campaign_id": snap.id}
-    ):
-        snap.sent_last_minute += last_minute
+    for row in all_dicts(conn, q("campaign_instances_state"), params):
+        progress = by_name[row["name"]]
+        progress.next_send_at, progress.paused_until = row["next_send_at"], row["paused_until"]
+        progress.pause_reason, progress.sent_today = row["pause_reason"], int(row["sent_today"])
+    for row in all_dicts(conn, q("summary_sent_recently"), {"campaign_id": snap.id}):
+        name, recent, span_s = row["instance"], row["recent"], row["span_s"]
+        snap.sent_last_minute += row["last_minute"]
         if name in by_name and recent >= 2 and span_s:
             by_name[name].gap_s = float(span_s) / (recent - 1)
     snap.eta_seconds = _eta(snap, delay_mean)

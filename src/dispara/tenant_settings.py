@@ -7,6 +7,7 @@ from uuid import UUID
 
 from dispara.db import Connection
 from dispara.db.queries import q
+from dispara.db.rows import all_dicts
 from dispara.errors import InputError, NotFoundError
 from dispara.redact import mask_secret, mask_url
 
@@ -55,7 +56,8 @@ def get_value(conn: Connection, tenant: UUID, key: str) -> str:
 
 
 def all_values(conn: Connection, tenant: UUID) -> dict[str, str]:
-    return {str(k): str(v) for k, v in conn.execute(q("setting_list"), {"tenant_id": tenant})}
+    rows = all_dicts(conn, q("setting_list"), {"tenant_id": tenant})
+    return {str(row["key"]): str(row["value"]) for row in rows}
 
 
 def unset(conn: Connection, tenant: UUID, key: str) -> bool:

@@ -113,6 +113,13 @@ def _envelope(status: int, message: Any) -> dict[str, Any]:
     return {"status": status, "error": _REASONS.get(status, "Error"), "response": {"message": message}}
 
 
+def _connection_state(b: Behaviour, instance: str) -> dict[str, Any]:
+    inner: dict[str, Any] = {"instanceName": instance}
+    if instance not in b.unloaded_instances:
+        inner["state"] = "close" if instance in b.closed_instances else "open"
+    return inner
+
+
 def _gateway_page(status: int) -> Response:
     # nginx's own error page: what a reverse proxy answers when Evolution behind it is down or too slow.
     title = f"{status} {_GATEWAY_REASONS.get(status, 'Error')}"
@@ -493,17 +500,17 @@ class EvolutionStub:
             if call.headers.get("apikey") != b.api_key:
                 return 401, _envelope(401, "Unauthorized"), 0.0
             if call.route == "connectionState":
-                inner: dict[str, Any] = {"instanceName": call.instance}
-                if call.instance not in b.unloaded_instances:
-                    inner["state"] = "close" if call.instance in b.closed_instances else "open"
-                return 200, {"instance": inner}, b.latency_s
-            status, reply = self._send_outcome(b, call.route, call.instance, call.body)
-            delay_s = b.latency_s
-            if status == 201:
-                delay_s += b.hang_s
-                if b.honour_delay and isinstance(call.body.get("delay"), int):
-                    delay_s += call.body["delay"] / 1000
-            return status, reply, delay_s
+                return 200, {"instance": _connection_state(b, call.instance)}, b.latency_s
+            return self._send(b, call, call.instance)
+
+    def _send(self, b: Behaviour, call: _Call, instance: str) -> tuple[int, Any, float]:
+        status, reply = self._send_outcome(b, call.route, instance, call.body)
+        delay_s = b.latency_s
+        if status == 201:
+            delay_s += b.hang_s
+            if b.honour_delay and isinstance(call.body.get("delay"), int):
+                delay_s += call.body["delay"] / 1000
+        return status, reply, delay_s
 
     def _send_outcome(self, b: Behaviour, route: str, instance: str, body: Any) -> tuple[int, Any]:
         # In the order the real server meets them: schema, instance in memory, number check, the send itself.
@@ -522,12 +529,9 @@ class EvolutionStub:
             )
         if instance in b.closed_at_send:
             return 400, _envelope(400, ["Error: Connection Closed"])
-        if b.closed_rate > 0 or b.transient_rate > 0:
-            draw = self._rng.random()
-            if draw < b.closed_rate:
-                return 400, _envelope(400, ["Error: Connection Closed"])
-            if draw < b.closed_rate + b.transient_rate:
-                return 500, _envelope(500, "Internal Server Error (stub: transient_rate)")
+        drawn = self._random_failure(b)
+        if drawn is not None:
+            return drawn
         if number in b.hang_up:
             return _HANG_UP, _HangUp()
         if b.fail_first.get(number, 0) > 0:
@@ -535,6 +539,16 @@ class EvolutionStub:
             return 500, _envelope(500, "Internal Server Error (stub: fail_first)")
         self._counter += 1
         return 201, self._message(route, number, body, self._counter)
+
+    def _random_failure(self, b: Behaviour) -> tuple[int, Any] | None:
+        if b.closed_rate <= 0 and b.transient_rate <= 0:
+            return None
+        draw = self._rng.random()
+        if draw < b.closed_rate:
+            return 400, _envelope(400, ["Error: Connection Closed"])
+        if draw < b.closed_rate + b.transient_rate:
+            return 500, _envelope(500, "Internal Server Error (stub: transient_rate)")
+        return None
 
     def _message(self, route: str, number: str, body: dict[str, Any], n: int) -> dict[str, Any]:
         if route == "sendText":

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dispara.config import load_config, mask, mask_dsn
+from dispara.config import SECRET_KEYS, load_config, mask, mask_dsn, reveal
 from dispara.errors import ConfigError
 
 
@@ -61,7 +61,11 @@ def test_every_documented_env_name_is_read() -> None:
         "GROQ_API_URL": "http://groq-stub",
     }
     s = load_config(env=env).settings
-    assert (s.database_url, s.qstash.token, s.webhook.url) == ("postgresql://u:p@h/db", "tok", "https://hook")
+    assert (s.database_url, reveal(s.qstash.token), s.webhook.url) == (
+        "postgresql://u:p@h/db",
+        "tok",
+        "https://hook",
+    )
     assert (s.supabase.url, str(s.data_dir), s.groq.url) == (
         "https://x.supabase.co",
         "/tmp/somewhere",
@@ -156,3 +160,27 @@ def test_config_show_masks_urls_in_text_and_json(
         assert "evo.example.com" in result.out
         for secret in ("pa55word", "t0k3n-xyz", "w3bh00k-sec"):
             assert secret not in result.out + result.err
+
+
+def test_the_file_is_read_as_yaml_12_like_campaign_files(tmp_path: Path) -> None:
+    # One loader for both: YAML 1.1 would read 010 as 8 and `no` as False.
+    cfg_file = write(tmp_path / "c.yaml", "tenant: no\nworker:\n  concurrency: 010\n")
+    settings = load_config(config_file=str(cfg_file), env={}).settings
+    assert (settings.worker.concurrency, settings.tenant) == (10, "no")
+
+
+def test_a_duplicate_key_in_the_file_is_refused_with_its_line(tmp_path: Path) -> None:
+    cfg_file = write(tmp_path / "c.yaml", "tenant: a\ntenant: b\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: line 2: duplicate key 'tenant'"):
+        load_config(config_file=str(cfg_file), env={})
+
+
+def test_secrets_are_typed_so_no_repr_or_dump_shows_them(tmp_path: Path) -> None:
+    key = "sk-live-0123456789abcdef"
+    env = {"EVOLUTION_API_KEY": key, "QSTASH_CURRENT_SIGNING_KEY": key, "DISPARA_API_KEY": key}
+    cfg = load_config(env=env)
+    assert key not in repr(cfg.settings) and key not in str(cfg.settings.model_dump())
+    assert reveal(cfg.settings.evolution.api_key) == key  # only where it is sent
+    shown = {k: mask(k, v) for k, v, _source in cfg.items()}
+    assert shown["evolution.api_key"] == shown["server.api_key"] == "****cdef"
+    assert "qstash.current_signing_key" in SECRET_KEYS and "evolution.url" not in SECRET_KEYS

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from dispara import tenant_settings
-from dispara.config import Settings
+from dispara.config import Settings, reveal
 from dispara.db import Connection
 from dispara.errors import ConfigError, PermanentServiceError
 from dispara.providers.elevenlabs import ElevenLabsClient
@@ -45,13 +45,13 @@ def build(settings: Settings) -> AudioServices:
         storage=storage_for(settings),
         elevenlabs=ElevenLabsClient(settings.elevenlabs.url, timeout_s=settings.elevenlabs.timeout_s),
         groq=GroqClient(settings.groq.url, timeout_s=settings.groq.timeout_s),
-        external=ExternalWorker(ext.url, ext.token, timeout_s=ext.timeout_s) if ext.url else None,
+        external=ExternalWorker(ext.url, reveal(ext.token), timeout_s=ext.timeout_s) if ext.url else None,
     )
 
 
 def storage_for(settings: Settings) -> Storage:
     sb = settings.supabase
-    return make_storage(settings.data_dir, sb.url, sb.service_role_key)
+    return make_storage(settings.data_dir, sb.url, reveal(sb.service_role_key))
 
 
 def services(ctx: HandlerContext) -> AudioServices:

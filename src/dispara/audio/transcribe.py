@@ -10,6 +10,7 @@ from psycopg import sql
 from dispara.audio.delivery import deliver, instance_for
 from dispara.audio.payloads import TRANSCRIBE, TranscribeData, validate
 from dispara.audio.services import JobEnv, services
+from dispara.config import reveal
 from dispara.db.queries import q
 from dispara.errors import PermanentServiceError, TransientServiceError
 from dispara.providers.base import OutgoingMessage
@@ -58,7 +59,7 @@ def run(job: ClaimedJob, env: JobEnv) -> dict[str, Any]:
     audio = env.settings.audio
     target = allowed_target(data, audio.result_targets)
     instance = instance_for(env, data.instance) if data.id_sender else None
-    key = env.key(env.settings.groq.api_key, "groq-apikey", "GROQ_API_KEY")
+    key = env.key(reveal(env.settings.groq.api_key), "groq-apikey", "GROQ_API_KEY")
     svc = services(env.ctx)
     with svc.storage.download(data.audio_bucket, data.audio_path, max_bytes=MAX_UPLOAD_BYTES) as blob:
         name = upload_name(data.audio_path, blob.file.read(16))

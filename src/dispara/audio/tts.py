@@ -9,6 +9,7 @@ from dispara.audio.delivery import deliver, instance_for, media_for
 from dispara.audio.ogg import opus_duration
 from dispara.audio.payloads import TTS, TtsData, fill_path, validate
 from dispara.audio.services import JobEnv, services
+from dispara.config import reveal
 from dispara.providers.base import OutgoingMessage
 from dispara.queue.model import ClaimedJob
 
@@ -21,7 +22,7 @@ def run(job: ClaimedJob, env: JobEnv) -> dict[str, Any]:
     cfg = env.settings.elevenlabs
     # Everything that can be known wrong is checked before ElevenLabs spends a character.
     instance = instance_for(env, data.instance)
-    key = env.key(cfg.api_key, "elevenlabs-apikey", "ELEVENLABS_API_KEY")
+    key = env.key(reveal(cfg.api_key), "elevenlabs-apikey", "ELEVENLABS_API_KEY")
     voice = data.voice_id or env.key(cfg.voice_id, "elevenlabs-voice-id", "ELEVENLABS_VOICE_ID").value
     path = fill_path(data.output_path, id_sender=data.id_sender, job_id=job.id, now=job.started_at)
     svc = services(env.ctx)

@@ -19,6 +19,7 @@ from dispara.campaigns.columns import choose_ddd_column, choose_phone_column
 from dispara.campaigns.names import normalize_key
 from dispara.campaigns.reasons import REJECTED_HEADER
 from dispara.errors import InputError
+from dispara.files import cannot_open
 
 if TYPE_CHECKING:
     from _csv import Reader, Writer
@@ -83,12 +84,8 @@ class ContactReader:
         """Lines decoded as UTF-8 in a cp1252 file, or the other way round."""
         try:
             self._file: BinaryIO = path.open("rb")
-        except FileNotFoundError:
-            raise InputError(f"{self.display}: file not found") from None
-        except IsADirectoryError:
-            raise InputError(f"{self.display}: is a directory, not a CSV file") from None
-        except PermissionError:
-            raise InputError(f"{self.display}: cannot be read (permission denied)") from None
+        except OSError as exc:
+            raise InputError(cannot_open(exc, self.display, "CSV file")) from None
         try:
             self._open(phone_column, rename or {})
         except BaseException:

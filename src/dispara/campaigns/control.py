@@ -8,6 +8,7 @@ from uuid import UUID
 
 from dispara.db import Connection
 from dispara.db.queries import q
+from dispara.db.rows import one_dict
 from dispara.errors import InputError
 from dispara.states import ERROR_KINDS
 
@@ -93,12 +94,12 @@ class Cancelled:
 
 def cancel(conn: Connection, campaign_id: UUID, reason: str = "cancelled by the operator") -> Cancelled:
     with conn.transaction():
-        row = conn.execute(q("campaign_cancel"), {"campaign_id": campaign_id, "reason": reason}).fetchone()
+        row = one_dict(conn, q("campaign_cancel"), {"campaign_id": campaign_id, "reason": reason})
         assert row is not None
-        if row[0] == 0:
+        if row["cancelled"] == 0:
             raise InputError(f"campaign is already {_status(conn, campaign_id)}")
     settle(conn, campaign_id)
-    return Cancelled(messages=int(row[1]), jobs=int(row[2]))
+    return Cancelled(messages=int(row["messages"]), jobs=int(row["jobs"]))
 
 
 def delete(conn: Connection, campaign_id: UUID) -> Deleted:

@@ -13,8 +13,11 @@ from datetime import datetime
 from typing import IO, Any
 from uuid import UUID
 
+from psycopg.rows import dict_row
+
 from dispara.db import Connection
 from dispara.db.queries import q
+from dispara.db.rows import all_as
 from dispara.errors import InputError
 
 EXPORT_COLUMNS = (
@@ -49,12 +52,12 @@ def list_campaigns(
     conn: Connection, tenant_id: UUID, *, status: str | None, limit: int
 ) -> list[CampaignSummary]:
     params = {"tenant_id": tenant_id, "status": status, "limit": limit}
-    return [CampaignSummary(*row) for row in conn.execute(q("campaign_list"), params)]
+    return all_as(conn, CampaignSummary, q("campaign_list"), params)
 
 
-def _rows(conn: Connection, campaign_id: UUID, status: str | None) -> Iterator[tuple[Any, ...]]:
+def _rows(conn: Connection, campaign_id: UUID, status: str | None) -> Iterator[dict[str, Any]]:
     # A named (server-side) cursor streams in chunks instead of loading the whole campaign.
-    with conn.transaction(), conn.cursor(name="dispara_export") as cur:
+    with conn.transaction(), conn.cursor(name="dispara_export", row_factory=dict_row) as cur:
         cur.itersize = 5000
         cur.execute(q("campaign_export"), {"campaign_id": campaign_id, "status": status})
         yield from cur
@@ -90,15 +93,13 @@ def export_columns(conn: Connection, campaign_id: UUID, chosen: list[str] | None
 def _records(
     conn: Connection, campaign_id: UUID, status: str | None, columns: list[str]
 ) -> Iterator[list[Any]]:
-    width = len(EXPORT_COLUMNS)
-    message_index = {name: i for i, name in enumerate(EXPORT_COLUMNS)}
+    message = frozenset(EXPORT_COLUMNS)
     clashing = {f"contact_{name}": name for name in EXPORT_COLUMNS}
-    contact_key = {name: clashing.get(name, name) for name in columns if name not in message_index}
+    contact_key = {name: clashing.get(name, name) for name in columns if name not in message}
     for row in _rows(conn, campaign_id, status):
-        contact = row[width] or {}
+        contact = row["contact"] or {}
         yield [
-            _cell(row[message_index[name]]) if name in message_index else contact.get(contact_key[name], "")
-            for name in columns
+            _cell(row[name]) if name in message else contact.get(contact_key[name], "") for name in columns
         ]
 
 

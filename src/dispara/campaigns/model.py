@@ -31,9 +31,9 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from dispara.campaigns.names import normalize_key
 from dispara.campaigns.templates import Template, TemplateSyntaxError, parse
-from dispara.campaigns.yamlfile import read_yaml
 from dispara.errors import InputError
 from dispara.states import MessageType, Transport
+from dispara.yamlfile import read_yaml
 
 __all__ = [
     "DEFAULT_TIMEZONE",

@@ -150,52 +150,20 @@ class Preparation:
                     self._rejected.close()
 
     def _messages(self) -> Iterator[Message]:
-        report, rejected, limit = self.report, self._rejected, self._limit
+        report, limit = self.report, self._limit
         if limit == 0:
             report.limit_reached = True
             return
-        country = self.campaign.default_country
-        locale, ddd_field = self.campaign.locale, self.ddd_field
-        duplicate, opted_out = describe("duplicate", locale), describe("opted_out", locale)
-        instances = self.campaign.instances
-        phone_field = self.phone_field
-        is_opted_out = self._is_opted_out
-        templates, choice_lists = self._templates, self._choice_lists
-        reasons = report.reasons
-        seen: set[int] = set()
+        instances, templates = self.campaign.instances, self._templates
+        admit = self._admitter()
         seq = 0
         new_message = tuple.__new__
-
-        def refuse(line: int, values: list[str], reason: str) -> None:
-            reasons[reason] += 1
-            if rejected is not None:
-                rejected.write(line, values, reason)
-
         for line, contact, values in self._reader:
             report.rows_read += 1
-            try:
-                phone = pick_phone(contact[phone_field], country, contact[ddd_field] if ddd_field else None)
-            except PhoneError as exc:
-                report.invalid += 1
-                refuse(line, values, describe("invalid_phone", locale, reason=exc.text(locale)))
+            admitted = admit(line, contact, values)
+            if admitted is None:
                 continue
-            key = int(phone)
-            if key in seen:
-                report.duplicates += 1
-                refuse(line, values, duplicate)
-                continue
-            if is_opted_out(phone):
-                seen.add(key)
-                report.opted_out += 1
-                refuse(line, values, opted_out)
-                continue
-            try:
-                rendered = _render_all(choice_lists, phone, contact)
-            except MissingFieldError as exc:
-                report.invalid += 1
-                refuse(line, values, describe("missing_field", locale, field=exc.field))
-                continue
-            seen.add(key)
+            phone, rendered = admitted
             contact_index = report.contacts
             instance = instances[contact_index % len(instances)]
             for (index, kind, media_url, file_name), (variant, content) in zip(
@@ -204,27 +172,57 @@ class Preparation:
                 # tuple.__new__ skips NamedTuple's Python-level __new__: a third of the per-message cost.
                 yield new_message(
                     Message,
-                    (
-                        seq,
-                        contact_index,
-                        index,
-                        line,
-                        phone,
-                        instance,
-                        kind,
-                        content,
-                        media_url,
-                        file_name,
-                        variant,
-                        contact,
-                    ),
-                )
+                    (seq, contact_index, index, line, phone, instance, kind, content, media_url, file_name,
+                     variant, contact),
+                )  # fmt: skip
                 seq += 1
             report.contacts += 1
             report.messages = seq
             if limit is not None and report.contacts >= limit:
                 report.limit_reached = True
                 return
+
+    def _admitter(self) -> Callable[[int, dict[str, str], list[str]], _Admitted | None]:
+        """The check of one contact row: its phone and rendered templates, or None once it is refused
+        (counted in the report, written to the rejected file). A closure: this runs for every row."""
+        report, rejected = self.report, self._rejected
+        country, locale, ddd_field = self.campaign.default_country, self.campaign.locale, self.ddd_field
+        duplicate, opted_out = describe("duplicate", locale), describe("opted_out", locale)
+        phone_field, is_opted_out, choice_lists = self.phone_field, self._is_opted_out, self._choice_lists
+        reasons = report.reasons
+        seen: set[int] = set()
+
+        def refuse(line: int, values: list[str], reason: str) -> None:
+            reasons[reason] += 1
+            if rejected is not None:
+                rejected.write(line, values, reason)
+
+        def admit(line: int, contact: dict[str, str], values: list[str]) -> _Admitted | None:
+            try:
+                phone = pick_phone(contact[phone_field], country, contact[ddd_field] if ddd_field else None)
+            except PhoneError as exc:
+                report.invalid += 1
+                refuse(line, values, describe("invalid_phone", locale, reason=exc.text(locale)))
+                return None
+            key = int(phone)
+            if key in seen:
+                report.duplicates += 1
+                refuse(line, values, duplicate)
+                return None
+            seen.add(key)  # an opted-out or unrenderable number's later rows are duplicates too
+            if is_opted_out(phone):
+                report.opted_out += 1
+                refuse(line, values, opted_out)
+                return None
+            try:
+                return phone, _render_all(choice_lists, phone, contact)
+            except MissingFieldError as exc:
+                seen.discard(key)
+                report.invalid += 1
+                refuse(line, values, describe("missing_field", locale, field=exc.field))
+                return None
+
+        return admit
 
     def close(self) -> None:
         """Release the contacts file and finish the rejected file when iteration stopped early."""
@@ -239,6 +237,9 @@ class Preparation:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+_Admitted = tuple[str, list[tuple[int, str | None]]]
 
 
 def _render_all(

@@ -158,12 +158,7 @@ def send_campaign(
     transaction committed.
     """
     campaign = load_campaign(path)
-    if campaign.transport == "qstash":
-        if publish is None:
-            raise InputError(
-                f"{campaign.source}: transport: qstash cannot be sent from here; use transport: jobs"
-            )
-        publish.check(campaign.source)
+    _check_transport(campaign, publish)
     test_numbers = to_test_numbers(test_to, campaign.default_country)
     key = f"test:{uuid4()}" if test_numbers else idempotency_key(campaign, limit, new=new)
     existing = store.find_by_key(conn, tenant_id, key)
@@ -175,6 +170,40 @@ def send_campaign(
         campaign, Report(), dry_run=dry_run, scheduled_for=start, existing=existing, test_to=test_numbers
     )
     outcome.window = None if test_numbers else _window(campaign)
+    _prepare_and_write(
+        conn, campaign, outcome, tenant_id=tenant_id, key=key, limit=limit, preview=preview, confirm=confirm
+    )
+    if publish is not None and campaign.transport == "qstash" and outcome.created and outcome.record:
+        outcome.published = publish.publish(conn, outcome.record.id)
+    if dry_run and outcome.report.messages == 0:
+        raise _nothing_to_send(campaign, outcome.report, dry_run=True)
+    if outcome.estimate is None:
+        outcome.estimate = _estimate(campaign, outcome.report.messages, start or now)
+    return outcome
+
+
+def _check_transport(campaign: Campaign, publish: Publisher | None) -> None:
+    if campaign.transport == "qstash":
+        if publish is None:
+            raise InputError(
+                f"{campaign.source}: transport: qstash cannot be sent from here; use transport: jobs"
+            )
+        publish.check(campaign.source)
+
+
+def _prepare_and_write(
+    conn: Connection,
+    campaign: Campaign,
+    outcome: SendOutcome,
+    *,
+    tenant_id: UUID,
+    key: str,
+    limit: int | None,
+    preview: int,
+    confirm: Callable[[SendOutcome], bool],
+) -> None:
+    """Prepare every message and, unless a dry run, write the campaign; the results go on `outcome`."""
+    test_numbers, dry_run = outcome.test_to, outcome.dry_run
     optouts = store.optouts(conn, tenant_id)
     conn.commit()  # the opt-out read should not hold a snapshot across the long write below
     rejected = None if dry_run or test_numbers else RejectedWriter(campaign.contacts)
@@ -194,20 +223,13 @@ def send_campaign(
                 campaign=campaign,
                 tenant_id=tenant_id,
                 key=key,
-                start=start,
+                start=outcome.scheduled_for,
                 messages=messages,
                 outcome=outcome,
                 confirm=confirm,
             )
         outcome.rejected_path = prep.rejected_path
         outcome.notes = prep.notes
-    if publish is not None and campaign.transport == "qstash" and outcome.created and outcome.record:
-        outcome.published = publish.publish(conn, outcome.record.id)
-    if dry_run and outcome.report.messages == 0:
-        raise _nothing_to_send(campaign, outcome.report, dry_run=True)
-    if outcome.estimate is None:
-        outcome.estimate = _estimate(campaign, outcome.report.messages, start or now)
-    return outcome
 
 
 def _write(

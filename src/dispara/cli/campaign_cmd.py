@@ -14,6 +14,7 @@ from dispara.cli.timefmt import local
 from dispara.states import CAMPAIGN_STATUSES, MESSAGE_STATUSES
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from uuid import UUID
 
     from dispara.campaigns.prepare import Report
@@ -82,17 +83,7 @@ def send(
     from dispara.campaigns.send import Declined, send_campaign
     from dispara.transports.qstash import CampaignPublisher
 
-    def confirm(outcome: SendOutcome) -> bool:
-        if yes:
-            return True
-        if not sys.stdin.isatty():
-            from dispara.errors import InputError
-
-            raise InputError(f"{file}: {outcome.report.messages:,} messages to create: pass --yes to confirm")
-        _print_report(outcome.report, err=True)
-        _print_plan(outcome, err=True)
-        return click.confirm(f"Create {outcome.report.messages:,} messages?", err=True)
-
+    confirm = _confirmer(file, yes)
     with app.connect() as conn:
         tenant = app.tenant_id(conn, create=not dry_run)
         try:
@@ -111,6 +102,23 @@ def send(
         from dispara.cli.status_cmd import follow
 
         sys.exit(follow(app, str(outcome.record.id)))
+
+
+def _confirmer(file: Path, yes: bool) -> Callable[[SendOutcome], bool]:
+    """Asks before messages are created: --yes, else a prompt on a terminal, else an error."""
+
+    def confirm(outcome: SendOutcome) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            from dispara.errors import InputError
+
+            raise InputError(f"{file}: {outcome.report.messages:,} messages to create: pass --yes to confirm")
+        _print_report(outcome.report, err=True)
+        _print_plan(outcome, err=True)
+        return click.confirm(f"Create {outcome.report.messages:,} messages?", err=True)
+
+    return confirm
 
 
 def _report_rows(report: Report) -> list[tuple[str, int]]:
@@ -175,20 +183,7 @@ def _print_outcome(outcome: SendOutcome, *, evolution: bool) -> None:
     if outcome.rejected_path:
         click.echo(f"  refused rows and reasons: {outcome.rejected_path}")
     if outcome.dry_run:
-        if outcome.existing is not None:
-            r = outcome.existing
-            click.echo(
-                f"note: this file was already sent as campaign {r.id.hex[:8]} ({r.status}): a real send "
-                "would only show it (use --new for another campaign)"
-            )
-        click.echo("dry run: nothing written" + (". First messages:" if outcome.preview else ""))
-        for m in outcome.preview:
-            body = (
-                m.content
-                if m.message_type == "text"
-                else f"[{m.message_type} {m.media_url}] {m.content or ''}"
-            )
-            click.echo(f"  {m.phone} via {m.instance}: {body}")
+        _print_dry_run(outcome)
         return
     assert outcome.record is not None
     r = outcome.record
@@ -207,6 +202,21 @@ def _print_outcome(outcome: SendOutcome, *, evolution: bool) -> None:
         click.echo(
             "note: no EVOLUTION_API_URL set: the worker will write messages to the outbox file, not WhatsApp"
         )
+
+
+def _print_dry_run(outcome: SendOutcome) -> None:
+    if outcome.existing is not None:
+        r = outcome.existing
+        click.echo(
+            f"note: this file was already sent as campaign {r.id.hex[:8]} ({r.status}): a real send "
+            "would only show it (use --new for another campaign)"
+        )
+    click.echo("dry run: nothing written" + (". First messages:" if outcome.preview else ""))
+    for m in outcome.preview:
+        body = (
+            m.content if m.message_type == "text" else f"[{m.message_type} {m.media_url}] {m.content or ''}"
+        )
+        click.echo(f"  {m.phone} via {m.instance}: {body}")
 
 
 def _print_published(campaign_id: UUID, published: PublishReport) -> None:

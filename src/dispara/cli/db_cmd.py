@@ -82,6 +82,7 @@ def _migrate_supabase(
     app: App, *, yes: bool, print_only: bool, dispatch_url: str | None, remove: bool
 ) -> None:
     """The schema and the Supabase layer (or, with remove, the layer's removal), shown, asked, applied."""
+    from dispara.config import reveal
     from dispara.db import migrate as mig
     from dispara.db.connect import locate, open_connection
     from dispara.supabase import install
@@ -104,7 +105,7 @@ def _migrate_supabase(
         with conn.transaction():
             if not remove:
                 mig.apply(conn)
-            install.apply(conn, plan, app.settings.server.api_key)
+            install.apply(conn, plan, reveal(app.settings.server.api_key))
     for note in plan.notes:
         click.echo(f"left out: {note}", err=True)
     click.echo(f"Supabase layer {'removed' if remove else 'installed'} in {database.shown}")

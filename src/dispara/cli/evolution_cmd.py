@@ -46,6 +46,7 @@ def setup(app: App, instances: tuple[str, ...], every: bool, yes: bool) -> None:
       dispara evolution webhook setup --all
       dispara evolution webhook setup --instance loja-01 --yes
     """
+    from dispara.config import reveal
     from dispara.errors import ConfigError, InputError
     from dispara.providers.evolution import EvolutionSender
     from dispara.receipts import setup as core
@@ -54,9 +55,10 @@ def setup(app: App, instances: tuple[str, ...], every: bool, yes: bool) -> None:
         raise click.UsageError("give --instance NAME (repeatable) or --all")
     settings = app.settings
     want = core.wanted(settings)
-    if not settings.evolution.url or not settings.evolution.api_key:
+    api_key = reveal(settings.evolution.api_key)
+    if not settings.evolution.url or not api_key:
         raise ConfigError("EVOLUTION_API_URL and EVOLUTION_API_KEY are needed to configure webhooks")
-    with EvolutionSender(settings.evolution.url, settings.evolution.api_key, typing_delay_ms=0) as sender:
+    with EvolutionSender(settings.evolution.url, api_key, typing_delay_ms=0) as sender:
         names = list(instances) if instances else sender.instance_names()
         changes = [core.Change(n, core.problem(sender.find_webhook(n), want)) for n in names]
         todo = [c for c in changes if c.problem is not None]

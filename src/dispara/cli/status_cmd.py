@@ -172,23 +172,35 @@ def _receipts_line(snap: Snapshot) -> str:
 
 def render(snap: Snapshot, failures: list[tuple[str, str, str, datetime]]) -> RenderableType:
     from rich.console import Group
+    from rich.text import Text
+
+    zone = ZoneInfo(snap.zone)
+    parts = _summary(snap, zone)
+    stalled = _stalled(snap)
+    if stalled:
+        parts.append(Text(stalled, style="bold yellow"))
+    if snap.instances:
+        parts.append(_instances(snap, zone))
+    parts += _errors(snap, failures)
+    if not snap.counters_agree:
+        parts.append(Text(_disagreement(snap), style="bold red"))
+    return Group(*parts)
+
+
+def _summary(snap: Snapshot, zone: ZoneInfo) -> list[RenderableType]:
+    """Name and status, times, the progress bar, counts, receipts and rates."""
     from rich.progress_bar import ProgressBar
     from rich.table import Table
     from rich.text import Text
 
     c = snap.counts
-    zone = ZoneInfo(snap.zone)
-
-    def _clock(value: datetime | None) -> str:
-        return local(value, zone)
-
     reason = f" ({snap.status_reason})" if snap.status_reason else ""
     head = Text.assemble((snap.name, "bold"), f"  {snap.id}  ", (snap.status, "bold cyan"), reason)
     times = Text(
-        f"transport {snap.transport}  created {_clock(snap.created_at)}  started {_clock(snap.started_at)}  "
-        f"completed {_clock(snap.completed_at)}"
+        f"transport {snap.transport}  created {local(snap.created_at, zone)}  "
+        f"started {local(snap.started_at, zone)}  completed {local(snap.completed_at, zone)}"
         + (
-            f"  scheduled for {_clock(snap.scheduled_for)}"
+            f"  scheduled for {local(snap.scheduled_for, zone)}"
             if snap.scheduled_for and not snap.started_at
             else ""
         )
@@ -206,24 +218,31 @@ def render(snap: Snapshot, failures: list[tuple[str, str, str, datetime]]) -> Re
         + (f", {since:.1f}/min since start" if since is not None else "")
         + f"; ETA {duration(snap.eta_seconds)}"
     )
-    parts: list[RenderableType] = [head, times, bar, counts, _receipts_line(snap), rates]
-    stalled = _stalled(snap)
-    if stalled:
-        parts.append(Text(stalled, style="bold yellow"))
-    if snap.instances:
-        table = Table(
-            "instance", "sent", "failed", "pending", "next send", "paused", "delivered/read/replied",
-            box=None, pad_edge=False,
+    return [head, times, bar, counts, _receipts_line(snap), rates]
+
+
+def _instances(snap: Snapshot, zone: ZoneInfo) -> RenderableType:
+    from rich.table import Table
+
+    table = Table(
+        "instance", "sent", "failed", "pending", "next send", "paused", "delivered/read/replied",
+        box=None, pad_edge=False,
+    )  # fmt: skip
+    for i in snap.instances:
+        paused = f"until {local(i.paused_until, zone)}: {i.pause_reason}" if i.paused else "-"
+        next_send = "-" if snap.finished or not i.pending else local(i.next_send_at, zone)
+        r = i.receipts
+        table.add_row(
+            i.name, str(i.sent), str(i.failed), str(i.pending), next_send, paused,
+            f"{r.delivered}/{r.read}/{r.replied}",
         )  # fmt: skip
-        for i in snap.instances:
-            paused = f"until {_clock(i.paused_until)}: {i.pause_reason}" if i.paused else "-"
-            next_send = "-" if snap.finished or not i.pending else _clock(i.next_send_at)
-            r = i.receipts
-            table.add_row(
-                i.name, str(i.sent), str(i.failed), str(i.pending), next_send, paused,
-                f"{r.delivered}/{r.read}/{r.replied}",
-            )  # fmt: skip
-        parts.append(table)
+    return table
+
+
+def _errors(snap: Snapshot, failures: list[tuple[str, str, str, datetime]]) -> list[RenderableType]:
+    from rich.table import Table
+
+    parts: list[RenderableType] = []
     if snap.errors:
         errors = Table("count", "top errors", box=None, pad_edge=False)
         for message, count in snap.errors:
@@ -234,6 +253,4 @@ def render(snap: Snapshot, failures: list[tuple[str, str, str, datetime]]) -> Re
         for phone, instance, error, _ in failures:
             latest.add_row(phone, instance, error)
         parts.append(latest)
-    if not snap.counters_agree:
-        parts.append(Text(_disagreement(snap), style="bold red"))
-    return Group(*parts)
+    return parts

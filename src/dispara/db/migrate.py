@@ -10,6 +10,7 @@ from importlib import resources
 
 from dispara.db import Connection, adopt, tables
 from dispara.db.queries import q
+from dispara.db.rows import all_dicts
 from dispara.errors import SchemaChangedError
 
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -76,7 +77,8 @@ def applied(conn: Connection) -> list[tuple[int, str, str]]:
     """(version, name, checksum) of each migration the database has recorded."""
     if not _migrated(conn):
         return []
-    return [(int(v), str(n), str(c)) for v, n, c in conn.execute(q("migrations_applied"))]
+    rows = all_dicts(conn, q("migrations_applied"))
+    return [(int(row["version"]), str(row["name"]), str(row["checksum"])) for row in rows]
 
 
 def pending(conn: Connection) -> list[Migration]:

@@ -50,6 +50,25 @@ def media_file_name(msg: OutgoingMessage) -> str:
     return name
 
 
+def _checked_url(base_url: str) -> str:
+    parts = urlsplit(base_url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"Evolution URL must be http(s)://host[:port], got {public_url(base_url)!r}")
+    url = base_url.strip().rstrip("/")
+    try:
+        httpx.URL(url)
+    except (httpx.InvalidURL, ValueError):
+        raise ConfigError(f"Evolution URL {public_url(base_url)!r} is not a valid URL") from None
+    return url
+
+
+def _checked_key(api_key: str) -> str:
+    if not api_key or api_key != api_key.strip() or any(ord(c) < 32 or ord(c) == 127 for c in api_key):
+        # httpx would quote an illegal header value in its error; refuse it here without echoing it.
+        raise ConfigError("Evolution API key is empty or contains spaces or control characters")
+    return api_key
+
+
 class EvolutionSender:
     """A `Sender` for Evolution API v2. Share one instance between threads; call `close()` when done.
 
@@ -78,20 +97,10 @@ class EvolutionSender:
         connect_timeout_s: float = 10.0,
         keepalive_expiry_s: float = KEEPALIVE_EXPIRY_S,
     ) -> None:
-        parts = urlsplit(base_url.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"Evolution URL must be http(s)://host[:port], got {public_url(base_url)!r}")
-        if not api_key or api_key != api_key.strip() or any(ord(c) < 32 or ord(c) == 127 for c in api_key):
-            # httpx would quote an illegal header value in its error; refuse it here without echoing it.
-            raise ConfigError("Evolution API key is empty or contains spaces or control characters")
+        self._base_url = _checked_url(base_url)
+        self._api_key = _checked_key(api_key)
         if typing_delay_ms < 0:
             raise ConfigError("Evolution typing delay must be >= 0 ms")
-        self._api_key = api_key
-        self._base_url = base_url.strip().rstrip("/")
-        try:
-            httpx.URL(self._base_url)
-        except (httpx.InvalidURL, ValueError):
-            raise ConfigError(f"Evolution URL {public_url(base_url)!r} is not a valid URL") from None
         self.typing_delay_ms = typing_delay_ms
         self.link_preview = link_preview
         self.label = f"evolution {public_url(self._base_url)}"

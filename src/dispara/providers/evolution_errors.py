@@ -158,8 +158,6 @@ def classify_response(
     body = parse_json(response.content)
     text = _redact(error_text(body, response), secret)
     retry_after = parse_retry_after(response.headers.get("retry-after"))
-    lowered = text.lower()
-
     if status == 401:
         return ApiKeyRejectedError(
             "Evolution API key rejected (401): check EVOLUTION_API_KEY", instance=instance, status=401
@@ -171,42 +169,12 @@ def classify_response(
             f"Evolution server not activated (license required){hint}", instance=instance
         )
     if status == 404:
-        if _UNKNOWN_INSTANCE.search(text):
-            return UnknownInstanceError(
-                f"instance {instance!r} does not exist on the Evolution server (404: {text})",
-                instance=instance,
-            )
-        return PermanentServiceError(
-            f"Evolution route not found (404: {text}); is EVOLUTION_API_URL an Evolution API v2 server?",
-            status=404,
-        )
-    if status in (400, 500) and "connection closed" in lowered:
-        return InstanceUnavailableError(
-            f"instance {instance!r} is not connected to WhatsApp (HTTP {status}: {text})",
-            instance=instance,
-            status=status,
-            retry_after=retry_after,
-        )
-    if status == 500 and "cannot read properties of undefined" in lowered:
-        # The instance is in Evolution's DB but not loaded in memory (#1412, #2583): restart it.
-        return InstanceUnavailableError(
-            f"instance {instance!r} is not loaded on the Evolution server (HTTP 500: {text})",
-            instance=instance,
-            status=status,
-            retry_after=retry_after,
-        )
+        return _not_found(text, instance)
+    down = _instance_down(status, text, instance, retry_after)
+    if down is not None:
+        return down
     if status == 400:
-        missing = _not_on_whatsapp(body)
-        if missing is not None:
-            shown = _redact(str(missing.get("number") or number or "?"), secret)
-            return NotOnWhatsAppError(f"number {shown} is not on WhatsApp", number=shown, status=400)
-        if any(marker in lowered for marker in _TRANSIENT_400_MARKERS):
-            return TransientServiceError(f"Evolution: {_strip_error_prefix(text)} (HTTP 400)", status=400)
-        if 'requires property "textmessage"' in lowered or 'requires property "mediamessage"' in lowered:
-            text += " (this looks like an Evolution v1 server; dispara speaks the v2 API)"
-        return PermanentServiceError(
-            f"Evolution rejected the message: {_strip_error_prefix(text)}", status=400
-        )
+        return _bad_request(body, text, number, secret)
     if status in _TRANSIENT_4XX or status >= 500:
         return _transient_status(status, body, text, retry_after, instance)
     if 300 <= status < 400:
@@ -216,6 +184,51 @@ def classify_response(
             status=status,
         )
     return PermanentServiceError(f"Evolution refused the request (HTTP {status}): {text}", status=status)
+
+
+def _not_found(text: str, instance: str) -> ServiceError:
+    if _UNKNOWN_INSTANCE.search(text):
+        return UnknownInstanceError(
+            f"instance {instance!r} does not exist on the Evolution server (404: {text})",
+            instance=instance,
+        )
+    return PermanentServiceError(
+        f"Evolution route not found (404: {text}); is EVOLUTION_API_URL an Evolution API v2 server?",
+        status=404,
+    )
+
+
+def _instance_down(
+    status: int, text: str, instance: str, retry_after: float | None
+) -> InstanceUnavailableError | None:
+    """The replies that say the instance, not the message, is the problem (pause it), else None."""
+    lowered = text.lower()
+    if status in (400, 500) and "connection closed" in lowered:
+        what = "is not connected to WhatsApp"
+    elif status == 500 and "cannot read properties of undefined" in lowered:
+        # The instance is in Evolution's DB but not loaded in memory (#1412, #2583): restart it.
+        what = "is not loaded on the Evolution server"
+    else:
+        return None
+    return InstanceUnavailableError(
+        f"instance {instance!r} {what} (HTTP {status}: {text})",
+        instance=instance,
+        status=status,
+        retry_after=retry_after,
+    )
+
+
+def _bad_request(body: Any, text: str, number: str | None, secret: str) -> ServiceError:
+    missing = _not_on_whatsapp(body)
+    if missing is not None:
+        shown = _redact(str(missing.get("number") or number or "?"), secret)
+        return NotOnWhatsAppError(f"number {shown} is not on WhatsApp", number=shown, status=400)
+    lowered = text.lower()
+    if any(marker in lowered for marker in _TRANSIENT_400_MARKERS):
+        return TransientServiceError(f"Evolution: {_strip_error_prefix(text)} (HTTP 400)", status=400)
+    if 'requires property "textmessage"' in lowered or 'requires property "mediamessage"' in lowered:
+        text += " (this looks like an Evolution v1 server; dispara speaks the v2 API)"
+    return PermanentServiceError(f"Evolution rejected the message: {_strip_error_prefix(text)}", status=400)
 
 
 def _transient_status(

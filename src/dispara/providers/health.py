@@ -282,42 +282,54 @@ def check_elevenlabs(
         timeout=timeout,
         headers={"xi-api-key": api_key, "accept": "application/json"},
     )
-    status = response.status_code
     if response.is_success:
-        if not voice_id:
-            return "API key accepted (no default voice set)"
-        data = parse_json(response.content)
-        name = data.get("name") if isinstance(data, dict) else None
-        category = data.get("category") if isinstance(data, dict) else None
-        about = f" {name!r}" if isinstance(name, str) else ""
-        about += f" ({category})" if isinstance(category, str) else ""
-        return f"API key accepted, voice {voice_id}{about} found"
+        return _elevenlabs_accepted(response, voice_id)
+    raise _elevenlabs_failed(response, voice_id, key_name=key_name, voice_name=voice_name)
+
+
+def _elevenlabs_accepted(response: httpx.Response, voice_id: str | None) -> str:
+    if not voice_id:
+        return "API key accepted (no default voice set)"
+    data = parse_json(response.content)
+    name = data.get("name") if isinstance(data, dict) else None
+    category = data.get("category") if isinstance(data, dict) else None
+    about = f" {name!r}" if isinstance(name, str) else ""
+    about += f" ({category})" if isinstance(category, str) else ""
+    return f"API key accepted, voice {voice_id}{about} found"
+
+
+def _elevenlabs_failed(
+    response: httpx.Response, voice_id: str | None, *, key_name: str, voice_name: str
+) -> CheckFailed:
+    status = response.status_code
     code, message = elevenlabs_error(response)
     if code == "voice_not_found" or (voice_id and status == 404):
-        raise CheckFailed(
+        return CheckFailed(
             f"voice {voice_id} not found (HTTP {status} {code or ''}: {message})".replace(" :", ":"),
             hint=f"check {voice_name}: a voice id from the ElevenLabs voice library (GET /v1/voices)",
             status=status,
         )
     if code == "missing_permissions":
-        raise CheckFailed(
+        return CheckFailed(
             f"the API key lacks a permission (HTTP {status} missing_permissions: {message})",
             hint="give the key the voices_read and text_to_speech permissions in the ElevenLabs dashboard",
             status=status,
         )
     if code == "quota_exceeded":
-        raise CheckFailed(
+        return CheckFailed(
             f"quota exceeded (HTTP {status}: {message})",
             hint="add ElevenLabs credits or upgrade the plan",
             status=status,
         )
     if status in (401, 403):
-        raise CheckFailed(
+        return CheckFailed(
             f"API key rejected (HTTP {status} {code or ''}: {message})".replace(" :", ":"),
             hint=f"check {key_name}",
             status=status,
         )
-    raise CheckFailed(f"ElevenLabs answered HTTP {status}: {message}", status=status, transient=status >= 500)
+    return CheckFailed(
+        f"ElevenLabs answered HTTP {status}: {message}", status=status, transient=status >= 500
+    )
 
 
 # ---- Groq (docs/providers.md) -------------------------------------------------------------------------

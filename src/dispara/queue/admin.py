@@ -7,10 +7,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from psycopg.rows import dict_row
-
 from dispara.db import Connection, MessageId, message_id_json
 from dispara.db.queries import q
+from dispara.db.rows import all_as, all_dicts, one_as, one_dict
 from dispara.errors import InputError, NotFoundError
 from dispara.states import JOB_STATUSES
 
@@ -100,19 +99,15 @@ def list_jobs(
     """The newest jobs first, optionally of one status and one task type."""
     if status is not None and status not in JOB_STATUSES:
         raise InputError(f"unknown job status {status!r}; one of: {', '.join(JOB_STATUSES)}")
-    rows = conn.execute(
-        q("jobs_list"), {"tenant_id": tenant_id, "status": status, "task_type": task_type, "limit": limit}
-    ).fetchall()
-    return [JobSummary(*row) for row in rows]
+    params = {"tenant_id": tenant_id, "status": status, "task_type": task_type, "limit": limit}
+    return all_as(conn, JobSummary, q("jobs_list"), params)
 
 
 def show_job(conn: Connection, tenant_id: UUID, job_id: int) -> JobDetail:
-    row = conn.execute(q("jobs_show"), {"tenant_id": tenant_id, "id": job_id}).fetchone()
-    if row is None:
+    job = one_as(conn, JobDetail, q("jobs_show"), {"tenant_id": tenant_id, "id": job_id})
+    if job is None:
         raise NotFoundError(f"job {job_id} not found")
-    with conn.cursor(row_factory=dict_row) as cur:
-        webhooks = cur.execute(q("webhook_of_job"), {"job_id": job_id}).fetchall()
-    return replace(JobDetail(*row), webhooks=webhooks)
+    return replace(job, webhooks=all_dicts(conn, q("webhook_of_job"), {"job_id": job_id}))
 
 
 def _status(conn: Connection, tenant_id: UUID, job_id: int) -> str:
@@ -132,11 +127,11 @@ def retry_job(conn: Connection, tenant_id: UUID, job_id: int) -> Retried:
     """A failed job runs again now with its attempts reset; its message is queued again and leaves the
     campaign's failed count (a completed campaign goes back to processing)."""
     with conn.transaction():
-        row = conn.execute(q("jobs_retry"), {"tenant_id": tenant_id, "id": job_id}).fetchone()
-        if row is None or not row[0]:
+        row = one_dict(conn, q("jobs_retry"), {"tenant_id": tenant_id, "id": job_id})
+        if row is None or not row["retried"]:
             status = _status(conn, tenant_id, job_id)
             raise InputError(f"job {job_id} is {status}: only failed jobs can be retried")
-    return Retried(campaign=row[1], campaign_status=row[2])
+    return Retried(campaign=row["campaign"], campaign_status=row["campaign_status"])
 
 
 @dataclass(frozen=True)
@@ -147,13 +142,13 @@ class Cancelled:
 def cancel_job(conn: Connection, tenant_id: UUID, job_id: int) -> Cancelled:
     """A pending job never runs; its message is cancelled, which may leave its campaign complete."""
     with conn.transaction():
-        row = conn.execute(q("jobs_cancel"), {"tenant_id": tenant_id, "id": job_id}).fetchone()
-        if row is None or not row[0]:
+        row = one_dict(conn, q("jobs_cancel"), {"tenant_id": tenant_id, "id": job_id})
+        if row is None or not row["cancelled"]:
             status = _status(conn, tenant_id, job_id)
             hint = " (it is being sent right now)" if status == "processing" else ""
             raise InputError(f"job {job_id} is {status}{hint}: only pending jobs can be cancelled")
         completed = None
-        if row[1] is not None:
-            done = conn.execute(q("campaign_complete_if_done"), {"id": row[1]}).fetchone()
+        if row["campaign_id"] is not None:
+            done = conn.execute(q("campaign_complete_if_done"), {"id": row["campaign_id"]}).fetchone()
             completed = str(done[0]) if done else None
     return Cancelled(campaign_completed=completed)

@@ -16,6 +16,7 @@ from uuid import UUID
 from dispara.db import Connection
 from dispara.db.clock import db_now
 from dispara.db.queries import q
+from dispara.db.rows import all_as, all_dicts
 from dispara.queue.backoff import DEFAULT_POLICY, RetryPolicy
 from dispara.queue.model import Finished, Outcome, RunEnd
 
@@ -166,12 +167,10 @@ def apply_batch(
         if outcomes:
             by_id = {o.job.id: o for o in outcomes}
             returned: set[int] = set()
-            for job_id, status, finished_at in conn.execute(
-                q("queue_complete_jobs"), _job_params(worker, outcomes)
-            ):
-                returned.add(job_id)
-                if status in ("completed", "failed"):
-                    result.finished.append(Finished(by_id[job_id].job, status, finished_at))
+            for row in all_dicts(conn, q("queue_complete_jobs"), _job_params(worker, outcomes)):
+                returned.add(row["id"])
+                if row["status"] in ("completed", "failed"):
+                    result.finished.append(Finished(by_id[row["id"]].job, row["status"], row["finished_at"]))
             for o in outcomes:
                 (result.applied if o.job.id in returned else result.lost).append(o)
             moved = _store_messages(conn, result.applied)
@@ -190,8 +189,8 @@ def _halt(conn: Connection, tenant_id: UUID, ends: Sequence[RunEnd]) -> list[Cam
     reason = next((e.halt_reason for e in ends if e.halt_reason), None)
     if reason is None:
         return []
-    rows = conn.execute(q("queue_halt_campaigns"), {"tenant_id": tenant_id, "reason": _text(reason)})
-    return [CampaignChange(*row) for row in rows]
+    params = {"tenant_id": tenant_id, "reason": _text(reason)}
+    return all_as(conn, CampaignChange, q("queue_halt_campaigns"), params)
 
 
 def _store_messages(conn: Connection, applied: Sequence[Outcome]) -> dict[int, str]:
@@ -200,8 +199,8 @@ def _store_messages(conn: Connection, applied: Sequence[Outcome]) -> dict[int, s
     messages = _message_params(applied)
     if messages["msg_ids"]:
         job_of = {o.job.message_id: o.job.id for o in applied}
-        for message_id, _campaign, status in conn.execute(q("queue_complete_messages"), messages):
-            moved[job_of[message_id]] = status
+        for row in all_dicts(conn, q("queue_complete_messages"), messages):
+            moved[job_of[row["id"]]] = row["status"]
     return moved
 
 
@@ -212,14 +211,11 @@ def _move_counters(
     changes: list[CampaignChange] = []
     counters = _campaign_params(applied, moved)
     if counters["ids"]:
-        for row in conn.execute(
-            q("queue_campaign_counters"), {**counters, "pause_after": policy.pause_campaign_after}
-        ):
-            cid, old, new, name, total, sent, failed, first, completed_at, reason = row
-            if new != old and new in ("completed", "paused"):
-                changes.append(
-                    CampaignChange(cid, name, new, total, sent, failed, first, completed_at, reason)
-                )
+        params = {**counters, "pause_after": policy.pause_campaign_after}
+        for row in all_dicts(conn, q("queue_campaign_counters"), params):
+            old = row.pop("old_status")
+            if row["status"] != old and row["status"] in ("completed", "paused"):
+                changes.append(CampaignChange(**row))
     return changes
 
 

@@ -13,6 +13,7 @@ from dispara.campaigns.schedule import window_from_document
 from dispara.db import Connection
 from dispara.db.clock import db_now
 from dispara.db.queries import q
+from dispara.db.rows import all_dicts
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,9 @@ def tick(conn: Connection, now: datetime | None = None) -> Tick:
     upcoming: list[datetime] = []
     with conn.transaction():
         now = now or db_now(conn)
-        for campaign_id, status, scheduled_for, document in conn.execute(
-            q("scheduler_candidates")
-        ).fetchall():
-            window = window_from_document(document)
+        for row in all_dicts(conn, q("scheduler_candidates")):
+            campaign_id, status, scheduled_for = row["id"], row["status"], row["scheduled_for"]
+            window = window_from_document(row["document"])
             due = max(now, scheduled_for) if scheduled_for else now
             opens = window.next_open(due) if window else due
             if opens <= now:

@@ -16,7 +16,7 @@ from uuid import UUID
 import psycopg
 
 from dispara import tenant_settings
-from dispara.config import Settings
+from dispara.config import Settings, reveal
 from dispara.db import Connection
 from dispara.db.connect import connect
 from dispara.db.queries import q
@@ -49,7 +49,7 @@ def resolve_target(settings: Settings, conn: Connection, tenant_id: UUID) -> Web
     url = settings.webhook.url or values.get("JOB_WEBHOOK")
     if not url:
         return None
-    return WebhookTarget(url, settings.webhook.secret or values.get("webhook-secret"))
+    return WebhookTarget(url, reveal(settings.webhook.secret) or values.get("webhook-secret"))
 
 
 @dataclass(frozen=True)

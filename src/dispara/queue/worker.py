@@ -5,6 +5,7 @@ lease heartbeats, and a graceful stop that puts back whatever did not start.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import socket
@@ -19,7 +20,7 @@ import psycopg
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential
 
 from dispara import logs, metrics
-from dispara.config import Settings
+from dispara.config import Settings, reveal
 from dispara.db import Connection
 from dispara.db.connect import connect
 from dispara.db.queries import q
@@ -81,7 +82,7 @@ def make_sender(settings: Settings, concurrency: int) -> Sender:
 
     return EvolutionSender(
         evolution.url,
-        evolution.api_key or "",
+        reveal(evolution.api_key) or "",
         typing_delay_ms=evolution.typing_delay_ms,
         timeout_extra_s=evolution.timeout_extra_s,
         max_connections=max(concurrency, 4),
@@ -385,17 +386,24 @@ class _Worker:
             claimed = self.claim(shared, free) if free > 0 else 0
             if claimed and claimed < free:
                 continue  # slots left: another instance may be ready too
-            timeout = self.cfg.poll_interval_s
-            if not claimed and free > 0:
-                if self.once and shared.idle() and not self.work_soon(shared):
-                    return "once"
-                due = leases.next_due_in(self.conn, tenant_id=shared.tenant)
-                if due is not None:  # an instance's gap ends before the next poll
-                    timeout = min(timeout, due + 0.001)
-            timeout = min(timeout, next_maintenance - time.monotonic(), self.next_tick - time.monotonic())
-            if deadline is not None:
-                timeout = min(timeout, deadline - time.monotonic())
-            self.sleep(shared, timeout)
+            idle = not claimed and free > 0
+            if idle and self.once and shared.idle() and not self.work_soon(shared):
+                return "once"
+            self.sleep(
+                shared,
+                self.poll_timeout(
+                    shared, idle, min(next_maintenance, math.inf if deadline is None else deadline)
+                ),
+            )
+
+    def poll_timeout(self, shared: Shared, idle: bool, until: float) -> float:
+        """How long to wait for a wake-up: the poll interval, cut short by what is due before it."""
+        timeout = self.cfg.poll_interval_s
+        if idle:
+            due = leases.next_due_in(self.conn, tenant_id=shared.tenant)
+            if due is not None:  # an instance's gap ends before the next poll
+                timeout = min(timeout, due + 0.001)
+        return min(timeout, until - time.monotonic(), self.next_tick - time.monotonic())
 
     def sleep(self, shared: Shared, seconds: float) -> None:
         """Until woken (NOTIFY, a run ended, outcomes stored) or `seconds` pass, or a stop is seen."""

@@ -21,6 +21,7 @@ from dispara import optouts
 from dispara.config import EvolutionConfig
 from dispara.db import Connection
 from dispara.db.queries import q
+from dispara.db.rows import all_as, one_dict
 from dispara.receipts import events
 from dispara.receipts.events import Connection as ConnectionChange
 from dispara.receipts.events import Receipt, Reply
@@ -131,9 +132,9 @@ def drain(conn: Connection, tenant_id: UUID, config: EvolutionConfig) -> Process
 
 def pending(conn: Connection, tenant_id: UUID) -> tuple[int, int]:
     """Events not processed yet, and receipts waiting for their send."""
-    row = conn.execute(q("inbox_pending"), {"tenant_id": tenant_id}).fetchone()
+    row = one_dict(conn, q("inbox_pending"), {"tenant_id": tenant_id})
     assert row is not None
-    return int(row[0]), int(row[1])
+    return int(row["events"]), int(row["waiting"])
 
 
 def prune(conn: Connection) -> int:
@@ -143,7 +144,7 @@ def prune(conn: Connection) -> int:
 def _claim(conn: Connection, query: LiteralString, tenant_id: UUID, limit: int) -> list[_Row]:
     if limit <= 0:
         return []
-    return [_Row(*row) for row in conn.execute(query, {"tenant_id": tenant_id, "limit": limit})]
+    return all_as(conn, _Row, query, {"tenant_id": tenant_id, "limit": limit})
 
 
 def _apply(
@@ -228,9 +229,10 @@ def _reply(conn: Connection, tenant_id: UUID, config: EvolutionConfig, row: _Row
     if fresh.fetchone() is None:
         return "duplicate reply"
     where = {"tenant_id": tenant_id, "instance": row.instance, "quoted": reply.quoted_key_id}
-    target = conn.execute(q("reply_target"), {**where, "phone": reply.phone}).fetchone()
-    message_id, campaign_id, phone = (None, None, reply.phone) if target is None else target[:3]
-    phone = reply.phone or phone  # a LID-only chat: the number we messaged, when the reply quotes it
+    target = one_dict(conn, q("reply_target"), {**where, "phone": reply.phone})
+    target = target or {"id": None, "campaign_id": None, "phone_number": None}
+    message_id, campaign_id = target["id"], target["campaign_id"]
+    phone = reply.phone or target["phone_number"]  # a LID-only chat: the number we messaged, when quoted
     if message_id is not None:
         conn.execute(q("reply_attach"), {"message_id": message_id, "at": row.received_at, "text": reply.text})
     word = events.optout_keyword(reply.text, config.optout_keywords)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from dispara.config import Settings
+from dispara.config import Settings, reveal
 from dispara.errors import ConfigError
 from dispara.transports.qstash import endpoint
 
@@ -35,7 +35,7 @@ class Change:
 def wanted(settings: Settings) -> dict[str, Any]:
     """The `webhook` object for `POST /webhook/set`; ConfigError when the public URL or secret is missing."""
     base = settings.server.public_url
-    secret = settings.evolution.webhook_secret
+    secret = reveal(settings.evolution.webhook_secret)
     if not base:
         raise ConfigError("Evolution webhooks need DISPARA_PUBLIC_URL (server.public_url), serve's address")
     if not secret:

@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.schemas import SchemaGenerator
 
-from dispara.config import Settings
+from dispara.config import Settings, reveal
 from dispara.db import Connection
 from dispara.db.connect import connect, locate
 from dispara.errors import ConfigError, DisparaError
@@ -99,12 +99,16 @@ class Server:
     """State shared by the routes: settings, the connection pool, the sender, the delivery handler."""
 
     def __init__(self, settings: Settings, *, sender: Sender | None = None) -> None:
-        api_key = settings.server.api_key
+        api_key = reveal(settings.server.api_key)
         if not api_key:
             raise ConfigError("dispara serve needs DISPARA_API_KEY (server.api_key): it will not run open")
         self.settings = settings
         self.api_key = api_key
-        self.keys = [k for k in (settings.qstash.current_signing_key, settings.qstash.next_signing_key) if k]
+        self.keys = [
+            k.get_secret_value()
+            for k in (settings.qstash.current_signing_key, settings.qstash.next_signing_key)
+            if k
+        ]
         base = settings.server.signature_url or settings.server.public_url
         self.messages_url = endpoint(base, MESSAGES_PATH) if base else None
         self.failed_url = endpoint(base, FAILED_PATH) if base else None
@@ -209,6 +213,19 @@ def _json(answer: Answer) -> JSONResponse:
 
 
 def _routes(server: Server) -> list[Route]:
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(_schemas.get_schema(routes=request.app.routes))
+
+    return [
+        *_qstash_routes(server),
+        *_audio_routes(server),
+        *_operator_routes(server),
+        *evolution_hooks.routes(server),
+        Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
+    ]
+
+
+def _qstash_routes(server: Server) -> list[Route]:
     async def qstash_messages(request: Request) -> Response:
         """
         summary: A QStash delivery of one campaign message (signed; sends it through Evolution)
@@ -244,6 +261,13 @@ def _routes(server: Server) -> list[Route]:
             return JSONResponse({"error": "body: not a JSON object"}, 400)
         return _json(await run_in_threadpool(server.handler.failed, callback))
 
+    return [
+        Route(MESSAGES_PATH, qstash_messages, methods=["POST"]),
+        Route(FAILED_PATH, qstash_failed, methods=["POST"]),
+    ]
+
+
+def _audio_routes(server: Server) -> list[Route]:
     def audio(task_type: str, model: type[_Body]) -> Callable[[Request], Awaitable[Response]]:
         async def publish(request: Request) -> Response:
             server.authorize(request)
@@ -263,6 +287,10 @@ def _routes(server: Server) -> list[Route]:
         """
         return publish
 
+    return [Route(path, audio(task, model), methods=["POST"]) for path, (task, model) in AUDIO_ROUTES.items()]
+
+
+def _operator_routes(server: Server) -> list[Route]:
     async def dispatch(request: Request) -> Response:
         """
         summary: Drain due jobs for a bounded time (pg_net / pg_cron call this; bearer auth)
@@ -295,18 +323,10 @@ def _routes(server: Server) -> list[Route]:
         server.authorize(request)
         return JSONResponse(await run_in_threadpool(_snapshot, server, request.path_params["ref"]))
 
-    async def openapi(request: Request) -> Response:
-        return JSONResponse(_schemas.get_schema(routes=request.app.routes))
-
     return [
-        Route(MESSAGES_PATH, qstash_messages, methods=["POST"]),
-        Route(FAILED_PATH, qstash_failed, methods=["POST"]),
-        *(Route(path, audio(task, model), methods=["POST"]) for path, (task, model) in AUDIO_ROUTES.items()),
         Route("/dispatch", dispatch, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/campaigns/{ref}", campaign, methods=["GET"]),
-        *evolution_hooks.routes(server),
-        Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
     ]
 
 

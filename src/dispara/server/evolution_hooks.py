@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from dispara import summary
-from dispara.config import EvolutionConfig
+from dispara.config import EvolutionConfig, reveal
 from dispara.db import Connection
 from dispara.providers.base import OutgoingMessage, Sender
 from dispara.receipts import inbox
@@ -196,7 +196,7 @@ def routes(server: Server) -> list[Route]:
           400: {description: not an Evolution event}
           401: {description: no or wrong secret}
         """
-        secret = server.settings.evolution.webhook_secret
+        secret = reveal(server.settings.evolution.webhook_secret)
         try:
             check_secret(secret, dict(request.headers), request.path_params.get("secret"))
         except WebhookRefused as exc:

@@ -30,6 +30,7 @@ from dispara.campaigns.schedule import SendWindow, window_from_document
 from dispara.config import Settings
 from dispara.db import Connection, MessageId, message_id_json
 from dispara.db.queries import q
+from dispara.db.rows import all_as, all_dicts, one_dict
 from dispara.errors import ConfigError
 
 log = logging.getLogger("dispara.qstash")
@@ -163,7 +164,9 @@ def make_client(settings: Settings) -> QStash:
     token = settings.qstash.token
     if not token:
         raise ConfigError("QSTASH_TOKEN (qstash.token) is not set")
-    return QStash(token, base_url=settings.qstash.url, retry={"retries": 3, "backoff": _sdk_backoff})
+    return QStash(
+        token.get_secret_value(), base_url=settings.qstash.url, retry={"retries": 3, "backoff": _sdk_backoff}
+    )
 
 
 def _sdk_backoff(attempt: int) -> float:
@@ -171,19 +174,19 @@ def _sdk_backoff(attempt: int) -> float:
 
 
 def _load_campaign(conn: Connection, campaign_id: UUID) -> _Campaign:
-    row = conn.execute(q("qstash_campaign_for_publish"), {"campaign_id": campaign_id}).fetchone()
+    row = one_dict(conn, q("qstash_campaign_for_publish"), {"campaign_id": campaign_id})
     if row is None:
         raise ConfigError(f"campaign {campaign_id} does not exist")
-    cid, tenant, status, transport, retries, dmin, dmax, cap, scheduled_for, document = row
+    document = row["document"]
     window = window_from_document(document if isinstance(document, dict) else {})
     return _Campaign(
-        cid,
-        tenant,
-        status,
-        transport,
-        int(retries),
-        Pace(float(dmin), float(dmax), window, cap),
-        scheduled_for,
+        row["id"],
+        row["tenant_id"],
+        row["status"],
+        row["transport"],
+        int(row["retries"]),
+        Pace(float(row["delay_min"]), float(row["delay_max"]), window, row["daily_cap"]),
+        row["scheduled_for"],
     )
 
 
@@ -193,9 +196,8 @@ def _schedule(
     """Release times for the pending messages, each instance going on after what QStash already holds."""
     now = datetime.now(UTC)
     start = max(now, campaign.scheduled_for) if campaign.scheduled_for else now
-    tails: dict[str, datetime] = dict(
-        conn.execute(q("qstash_instance_tail"), {"campaign_id": campaign.id}).fetchall()
-    )
+    rows = all_dicts(conn, q("qstash_instance_tail"), {"campaign_id": campaign.id})
+    tails: dict[str, datetime] = {row["instance_name"]: row["tail"] for row in rows}
     by_instance: dict[str, list[_Pending]] = {}
     for message in pending:
         by_instance.setdefault(message.instance, []).append(message)
@@ -252,8 +254,7 @@ def publish_pending(
     """Publish every pending message of a QStash campaign; commits after each accepted batch."""
     campaign = _load_campaign(conn, campaign_id)
     report = PublishReport(campaigns=[campaign_id])
-    rows = conn.execute(q("qstash_unpublished"), {"campaign_id": campaign_id}).fetchall()
-    pending = [_Pending(*row) for row in rows]
+    pending = all_as(conn, _Pending, q("qstash_unpublished"), {"campaign_id": campaign_id})
     if campaign.transport != "qstash" or campaign.status not in ("pending", "scheduled", "processing"):
         report.pending = len(pending)
         conn.commit()
@@ -389,9 +390,9 @@ class CampaignPublisher:
 
 
 def _is_qstash(conn: Connection, campaign_id: UUID) -> bool:
-    row = conn.execute(q("qstash_campaign_for_publish"), {"campaign_id": campaign_id}).fetchone()
+    row = one_dict(conn, q("qstash_campaign_for_publish"), {"campaign_id": campaign_id})
     conn.commit()
-    return row is not None and row[3] == "qstash"
+    return row is not None and row["transport"] == "qstash"
 
 
 def resume(conn: Connection, settings: Settings, campaign_id: UUID) -> PublishReport | None:

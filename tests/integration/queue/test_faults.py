@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import time_machine
+from pydantic import SecretStr
 
 from dispara.campaigns import control
 from dispara.config import Settings, WorkerConfig
@@ -85,7 +86,7 @@ def test_a_revoked_key_pauses_every_campaign_and_spends_nothing(
     assert pending and all(r["attempts"] == 0 for r in pending)  # retries: 0, and still sendable
     # The operator fixes the key and resumes: everything goes out exactly once.
     fixed = settings.model_copy(
-        update={"evolution": settings.evolution.model_copy(update={"api_key": "rotated-key"})}
+        update={"evolution": settings.evolution.model_copy(update={"api_key": SecretStr("rotated-key")})}
     )
     stub.configure(api_key="rotated-key")
     for cid in (s.campaign_id, other.campaign_id):

@@ -13,7 +13,7 @@ import jwt
 import pytest
 from starlette.testclient import TestClient
 
-from dispara.config import Settings
+from dispara.config import Settings, reveal
 from dispara.receipts import inbox
 from dispara.server.app import create_app
 from tests.integration.qstash.conftest import PUBLIC_URL, qstash_settings
@@ -21,7 +21,7 @@ from tests.integration.queue.conftest import Conn, scalar, tenant, wait_for
 from tests.integration.receipts.conftest import CONFIG, receipts_of, sent_campaign
 from tests.stubs import evolution_events as ev
 
-SECRET = CONFIG.webhook_secret or ""
+SECRET = reveal(CONFIG.webhook_secret) or ""
 
 
 @pytest.fixture

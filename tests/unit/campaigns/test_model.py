@@ -327,3 +327,8 @@ def test_campaign_can_be_built_without_a_file(tmp_path: Path) -> None:
     )
     assert campaign.contacts == (tmp_path / "c.csv").resolve()
     assert campaign.source == ""
+
+
+def test_a_leading_zero_is_decimal_not_octal(write_campaign: WriteCampaign) -> None:
+    # The same loader reads dispara.yaml (tests/unit/test_config.py): YAML 1.1 would read 010 as 8.
+    assert load_campaign(write_campaign(MINIMAL + "retries: 010\n")).retries == 10

@@ -1,14 +1,16 @@
 -- name: campaign_list
-SELECT id, name, status, transport, total_messages, sent_count, failed_count, created_at, completed_at
+SELECT id, name, status, transport, total_messages AS total, sent_count AS sent, failed_count AS failed,
+       created_at, completed_at
 FROM {campaigns}
 WHERE tenant_id = %(tenant_id)s AND (%(status)s::text IS NULL OR status = %(status)s)
 ORDER BY created_at DESC
 LIMIT %(limit)s;
 
 -- name: campaign_export
-SELECT phone_number, instance_name, status, message_type, message_content, media_url, queued_at, sent_at,
-       evolution_key, error_message, retry_count, updated_at,
-       delivery_status, delivered_at, read_at, replied_at, reply_text, contact
+-- The columns are named as the export's (campaigns/export.py EXPORT_COLUMNS), plus the contact.
+SELECT phone_number AS phone, instance_name AS instance, status, message_type AS type,
+       message_content AS content, media_url, queued_at, sent_at, evolution_key, error_message AS error,
+       retry_count, updated_at, delivery_status, delivered_at, read_at, replied_at, reply_text, contact
 FROM {message_logs}
 WHERE campaign_id = %(campaign_id)s AND (%(status)s::text IS NULL OR status = %(status)s)
 ORDER BY seq, id;
@@ -51,8 +53,8 @@ messages_cancelled AS (
     WHERE campaign_id = (SELECT id FROM campaign) AND status IN ('pending', 'queued')
     RETURNING id
 )
-SELECT (SELECT count(*) FROM campaign), (SELECT count(*) FROM messages_cancelled),
-       (SELECT count(*) FROM jobs_cancelled);
+SELECT (SELECT count(*) FROM campaign) AS cancelled, (SELECT count(*) FROM messages_cancelled) AS messages,
+       (SELECT count(*) FROM jobs_cancelled) AS jobs;
 
 -- name: campaign_retry
 -- Failed messages of the kinds asked for go back to the queue with fresh attempts; the failed

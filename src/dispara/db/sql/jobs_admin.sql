@@ -51,7 +51,7 @@ SET paused_until = NULL, pause_reason = NULL, updated_at = now()
 WHERE tenant_id = %(tenant_id)s AND paused_until IS NOT NULL AND paused_until <= now();
 
 -- name: jobs_list
-SELECT j.id, j.status, j.payload ->> 'task_type', j.instance, j.attempts, j.max_attempts, j.run_at,
+SELECT j.id, j.status, j.payload ->> 'task_type' AS task_type, j.instance, j.attempts, j.max_attempts, j.run_at,
        j.started_at, j.finished_at, j.last_error, j.campaign_id, j.message_id
 FROM {jobs} j
 WHERE j.tenant_id = %(tenant_id)s
@@ -63,7 +63,8 @@ LIMIT %(limit)s;
 -- name: jobs_show
 SELECT j.id, j.status, j.payload, j.instance, j.attempts, j.max_attempts, j.priority, j.run_at,
        j.created_at, j.updated_at, j.started_at, j.finished_at, j.last_error, j.error_kind, j.result,
-       j.locked_by, j.locked_until, j.campaign_id, j.message_id, c.name, m.status, m.phone_number
+       j.locked_by, j.locked_until, j.campaign_id, j.message_id, c.name AS campaign_name,
+       m.status AS message_status, m.phone_number AS phone
 FROM {jobs} j
 LEFT JOIN {campaigns} c ON c.id = j.campaign_id
 LEFT JOIN {message_logs} m ON m.id = j.message_id
@@ -105,7 +106,8 @@ uncounted AS (
     WHERE c.id = r.campaign_id
     RETURNING c.name, c.status
 )
-SELECT (SELECT count(*) FROM rearmed), (SELECT name FROM uncounted), (SELECT status FROM uncounted);
+SELECT (SELECT count(*) FROM rearmed) AS retried, (SELECT name FROM uncounted) AS campaign,
+       (SELECT status FROM uncounted) AS campaign_status;
 
 -- name: jobs_cancel
 -- A pending job is cancelled (never claimed again) and so is its message.
@@ -128,7 +130,7 @@ message AS (
     WHERE m.id = t.message_id AND m.status IN ('pending', 'queued', 'sending')
     RETURNING m.campaign_id
 )
-SELECT (SELECT count(*) FROM cancelled), (SELECT campaign_id FROM message);
+SELECT (SELECT count(*) FROM cancelled) AS cancelled, (SELECT campaign_id FROM message) AS campaign_id;
 
 -- name: campaign_complete_if_done
 -- After a cancel: the campaign may have nothing left to send.

@@ -8,14 +8,15 @@ WHERE c.id = %(campaign_id)s;
 
 -- name: qstash_unpublished
 -- Messages QStash has not accepted yet, per instance in campaign order.
-SELECT m.id, m.phone_number, m.message_content, m.instance_name, m.qstash_round
+SELECT m.id, m.phone_number AS phone, m.message_content AS content, m.instance_name AS instance,
+       m.qstash_round AS round
 FROM {message_logs} m
 WHERE m.campaign_id = %(campaign_id)s AND m.status = 'pending'
 ORDER BY m.instance_name, m.seq, m.id;
 
 -- name: qstash_instance_tail
 -- Where each instance's schedule of this campaign ends: the latest release time already accepted.
-SELECT m.instance_name, max(m.not_before)
+SELECT m.instance_name, max(m.not_before) AS tail
 FROM {message_logs} m
 WHERE m.campaign_id = %(campaign_id)s AND m.status IN ('queued', 'sending') AND m.not_before IS NOT NULL
 GROUP BY m.instance_name;

@@ -286,8 +286,8 @@ SET sent_count = n.sent_count,
     updated_at = now()
 FROM next n
 WHERE c.id = n.id
-RETURNING c.id, n.old_status, c.status, c.name, c.total_messages, c.sent_count, c.failed_count,
-          c.first_claimed_at, c.completed_at, c.status_reason;
+RETURNING c.id, n.old_status, c.status, c.name, c.total_messages AS total, c.sent_count AS sent,
+          c.failed_count AS failed, c.first_claimed_at, c.completed_at, c.status_reason AS reason;
 
 -- name: queue_instances_update
 -- Per-instance effects of a batch: daily counters, and at the end of a run the gap before the next send,
@@ -329,8 +329,8 @@ WHERE i.tenant_id = %(tenant_id)s AND i.name = u.name;
 UPDATE {campaigns} c
 SET status = 'paused', status_reason = %(reason)s, updated_at = now()
 WHERE c.tenant_id = %(tenant_id)s AND c.status = 'processing' AND c.transport = 'jobs'
-RETURNING c.id, c.name, c.status, c.total_messages, c.sent_count, c.failed_count, c.first_claimed_at,
-          c.completed_at, c.status_reason;
+RETURNING c.id, c.name, c.status, c.total_messages AS total, c.sent_count AS sent, c.failed_count AS failed,
+          c.first_claimed_at, c.completed_at, c.status_reason AS reason;
 
 -- name: queue_campaigns_first_claim
 -- Campaigns whose first message is being sent now (once across all workers): the campaign start event.

@@ -53,7 +53,7 @@ DELETE FROM {evolution_inbox}
 WHERE processed_at < now() - make_interval(secs => %(keep_s)s);
 
 -- name: inbox_pending
-SELECT count(*) FILTER (WHERE key_id IS NULL), count(*) FILTER (WHERE key_id IS NOT NULL)
+SELECT count(*) FILTER (WHERE key_id IS NULL) AS events, count(*) FILTER (WHERE key_id IS NOT NULL) AS waiting
 FROM {evolution_inbox}
 WHERE tenant_id = %(tenant_id)s AND processed_at IS NULL;
 
@@ -191,7 +191,8 @@ SET connection_state = excluded.connection_state,
 WHERE i.connection_at IS NULL OR i.connection_at <= excluded.connection_at;
 
 -- name: campaign_receipts_by_instance
-SELECT coalesce(instance_name, ''), count(delivered_at), count(read_at), count(replied_at)
+SELECT coalesce(instance_name, '') AS name, count(delivered_at) AS delivered, count(read_at) AS read,
+       count(replied_at) AS replied
 FROM {message_logs}
 WHERE campaign_id = %(campaign_id)s
 GROUP BY 1;

@@ -8,14 +8,15 @@ ORDER BY by_id DESC, (idempotency_key = 'id:' || %(ref)s) DESC, created_at DESC
 LIMIT 20;
 
 -- name: campaign_snapshot
-SELECT id, name, status, transport, created_at, started_at, completed_at, total_messages, sent_count,
-       failed_count, status_reason, delay_min, delay_max, scheduled_for, now() AS now,
+SELECT id, name, status, transport, created_at, started_at, completed_at, total_messages AS total,
+       sent_count AS counter_sent, failed_count AS counter_failed, status_reason, delay_min, delay_max,
+       scheduled_for, now() AS now,
        document #>> '{{schedule,window,timezone}}' AS zone, daily_cap
 FROM {campaigns}
 WHERE id = %(campaign_id)s;
 
 -- name: campaign_counts_by_instance
-SELECT instance_name, status, count(*)
+SELECT instance_name, status, count(*) AS count
 FROM {message_logs}
 WHERE campaign_id = %(campaign_id)s
 GROUP BY instance_name, status;
@@ -23,15 +24,15 @@ GROUP BY instance_name, status;
 -- name: campaign_instances_state
 -- '-infinity' (never sent) has no Python datetime: it comes back as NULL.
 SELECT name,
-       CASE WHEN isfinite(next_send_at) THEN next_send_at END,
-       CASE WHEN paused_until > now() THEN paused_until END,
-       CASE WHEN paused_until > now() THEN pause_reason END,
-       CASE WHEN day = (now() AT TIME ZONE 'America/Sao_Paulo')::date THEN sent_today ELSE 0 END
+       CASE WHEN isfinite(next_send_at) THEN next_send_at END AS next_send_at,
+       CASE WHEN paused_until > now() THEN paused_until END AS paused_until,
+       CASE WHEN paused_until > now() THEN pause_reason END AS pause_reason,
+       CASE WHEN day = (now() AT TIME ZONE 'America/Sao_Paulo')::date THEN sent_today ELSE 0 END AS sent_today
 FROM {instances}
 WHERE tenant_id = %(tenant_id)s AND name = ANY(%(names)s);
 
 -- name: campaign_top_errors
-SELECT coalesce(error_message, '(no message)'), count(*)
+SELECT coalesce(error_message, '(no message)') AS error, count(*) AS count
 FROM {message_logs}
 WHERE campaign_id = %(campaign_id)s AND status = 'failed'
 GROUP BY 1

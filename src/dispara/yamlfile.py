@@ -1,4 +1,4 @@
-"""Reading a YAML file into plain data, with YAML 1.2 scalars and one-line errors that give the line.
+"""The one YAML loader (dispara.yaml and campaign files): YAML 1.2 scalars, one-line errors with the line.
 
 YAML 1.1 (PyYAML's default) reads `18:00` as 1080, `no` as False and `010` as 8; here they stay text.
 """
@@ -12,7 +12,8 @@ from typing import Any, Final
 
 import yaml
 
-from dispara.errors import InputError
+from dispara.errors import DisparaError, InputError
+from dispara.files import cannot_open
 
 __all__ = ["read_yaml"]
 
@@ -54,27 +55,28 @@ _Loader.add_implicit_resolver(
 )
 
 
-def read_yaml(path: Path, display: str) -> Any:
-    """The document in `path`; `display` is how errors name the file (the path as the user gave it)."""
+def read_yaml(
+    path: Path, display: str, *, error: type[DisparaError] = InputError, what: str = "campaign file"
+) -> Any:
+    """The document in `path`; `display` is how errors name the file (the path as the user gave it).
+
+    Errors are raised as `error` (InputError for campaign files, ConfigError for the configuration).
+    """
     try:
         raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{display}: file not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{display}: is a directory, not a campaign file") from None
-    except PermissionError:
-        raise InputError(f"{display}: cannot be read (permission denied)") from None
+    except OSError as exc:
+        raise error(cannot_open(exc, display, what)) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise InputError(f"{display}: line {line}: not UTF-8 text; save the file as UTF-8") from None
+        raise error(f"{display}: line {line}: not UTF-8 text; save the file as UTF-8") from None
     try:
         return yaml.load(text, Loader=_Loader)  # a SafeLoader: no arbitrary objects
     except yaml.MarkedYAMLError as exc:
-        raise InputError(f"{display}: {_describe(exc)}") from None
+        raise error(f"{display}: {_describe(exc)}") from None
     except yaml.YAMLError as exc:
-        raise InputError(f"{display}: {' '.join(str(exc).split())}") from None
+        raise error(f"{display}: {' '.join(str(exc).split())}") from None
 
 
 def _describe(exc: yaml.MarkedYAMLError) -> str:
