@@ -2,8 +2,10 @@
 
 Generates a CSV of N contacts (clean Brazilian mobiles, Portuguese names) and one text template, then times
 `dispara campaign send --yes` in a subprocess on a fresh embedded database (or DATABASE_URL) and prints
-messages/s and the peak RSS of the dispara process. `--mapped` also times it on renamed tables (config
-`tables:`), alternating with dispara's own names, and prints the ratio.
+messages/s and the peak RSS of the dispara process. Then, in the same run and database, the COPY limit: the
+same message rows and job rows, dumped beforehand in COPY's text format, streamed back with two plain COPYs
+(a second campaign, one transaction), and the ratio of the send to it. `--mapped` instead times the send on
+renamed tables (config `tables:`) too, alternating with dispara's own names, and prints the ratio.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import MAPPED, mapped_schema
+from bench._common import MAPPED, mapped_schema, postgres_cpu
 
 NAMES = ("Ana", "João", "Maria", "José", "Francisca", "Antônio", "Adriana", "Carlos", "Juliana", "Márcio")
 COMPANIES = ("Padaria Pão Quente", "Açaí da Praia", "Oficina São Jorge", "Loja Bela Vista")
@@ -64,7 +66,8 @@ def one(n: int, mapped: bool) -> float:
         if mapped:
             mapped_schema(url.stdout.strip())
         subprocess.run([*dispara, "db", "migrate", "--yes"], env=env, check=True, capture_output=True)
-        cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        dsn = url.stdout.strip()
+        server_cpu, cpu_before = postgres_cpu(dsn), resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         proc = subprocess.run(
             [*dispara, "campaign", "send", str(campaign), "--yes"],
@@ -77,15 +80,83 @@ def one(n: int, mapped: bool) -> float:
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         peak_mib = usage.ru_maxrss / 1024
         cpu = usage.ru_utime + usage.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime
+        server_cpu = _since(server_cpu, postgres_cpu(dsn))
         if proc.returncode != 0:
             sys.exit(f"campaign send failed ({proc.returncode}): {proc.stderr.strip()}")
-        if "DATABASE_URL" not in os.environ:
-            subprocess.run([*dispara, "db", "stop"], env=env, check=False, capture_output=True)
+        try:
+            limit = None if mapped else copy_limit(dsn, folder)
+        finally:
+            if "DATABASE_URL" not in os.environ:
+                subprocess.run([*dispara, "db", "stop"], env=env, check=False, capture_output=True)
     rate = n / elapsed
     names = "  (mapped table names)" if mapped else ""
     print(f"contacts {n:,}  messages {n:,}  wall {elapsed:.1f}s  {rate:,.0f} messages/s", end="")
-    print(f"  dispara CPU {cpu:.1f}s  peak RSS {peak_mib:.0f} MiB{names}")
+    print(f"  CPU: dispara {cpu:.1f}s, PostgreSQL {server_cpu:.1f}s  peak RSS {peak_mib:.0f} MiB{names}")
+    if limit is not None:
+        seconds, limit_cpu = limit
+        print(f"COPY limit {seconds:.1f}s (PostgreSQL CPU {limit_cpu:.1f}s)  ratio {elapsed / seconds:.2f}x")
+        print(f"load average {os.getloadavg()[0]:.1f}")
     return rate
+
+
+def _since(before: float | None, after: float | None) -> float:
+    return after - before if before is not None and after is not None else float("nan")
+
+
+# The campaign just sent, copied under a new id (the offset keeps the new rows' ids clear of the old ones).
+CAMPAIGN_COPY = """
+INSERT INTO campaigns (tenant_id, name, status, total_messages, instances, delay_min, delay_max, transport,
+                       retries, idempotency_key, document, contact_fields)
+SELECT tenant_id, name || ' (COPY probe)', status, total_messages, instances, delay_min, delay_max,
+       transport, retries, 'probe:' || idempotency_key, document, contact_fields
+FROM campaigns RETURNING id, (SELECT max(id) FROM message_logs), (SELECT max(id) FROM jobs)
+"""
+MESSAGES_OUT = """
+COPY (SELECT id + {offset}, tenant_id, '{campaign}'::uuid, seq, phone_number, message_content, message_type,
+             media_url, file_name, instance_name, status, queued_at, contact
+      FROM message_logs ORDER BY id) TO STDOUT
+"""
+MESSAGES_IN = """
+COPY message_logs (id, tenant_id, campaign_id, seq, phone_number, message_content, message_type, media_url,
+                   file_name, instance_name, status, queued_at, contact) FROM STDIN
+"""
+JOBS_OUT = """
+COPY (SELECT id + {job_offset}, tenant_id,
+             jsonb_set(jsonb_set(payload, '{{data,message_id}}', to_jsonb(message_id + {offset})),
+                       '{{data,campaign_id}}', to_jsonb('{campaign}'::text)),
+             run_at, max_attempts, instance, '{campaign}'::uuid, message_id + {offset}
+      FROM jobs WHERE message_id IS NOT NULL ORDER BY id) TO STDOUT
+"""
+JOBS_IN = (
+    "COPY jobs (id, tenant_id, payload, run_at, max_attempts, instance, campaign_id, message_id) FROM STDIN"
+)
+
+
+def copy_limit(dsn: str, folder: Path) -> tuple[float, float]:
+    """Seconds to COPY the sent campaign's message and job rows, pre-rendered, into the same tables, and
+    the server's CPU seconds meanwhile."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        campaign, offset, job_offset = conn.execute(CAMPAIGN_COPY).fetchone()  # type: ignore[misc]
+        names = {"offset": offset, "job_offset": job_offset, "campaign": campaign}
+        dumps = [
+            (MESSAGES_OUT, MESSAGES_IN, folder / "messages.copy"),
+            (JOBS_OUT, JOBS_IN, folder / "jobs.copy"),
+        ]
+        for out, _, path in dumps:
+            with path.open("wb") as f, conn.cursor().copy(out.format(**names)) as copy:  # type: ignore[arg-type]
+                for block in copy:
+                    f.write(block)
+        conn.commit()
+        conn.execute("CHECKPOINT")
+        cpu, started = postgres_cpu(dsn), time.perf_counter()
+        with conn.transaction():
+            for _, into, path in dumps:
+                with path.open("rb") as f, conn.cursor().copy(into) as copy:  # type: ignore[arg-type]
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        copy.write(block)
+        return time.perf_counter() - started, _since(cpu, postgres_cpu(dsn))
 
 
 def main() -> None:

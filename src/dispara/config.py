@@ -55,6 +55,7 @@ class ServerConfig(_Section):
     max_body_bytes: int = Field(1_048_576, ge=1024)
     sending_lease_s: float = Field(120.0, gt=0)
     dispatch_seconds: float = Field(25.0, gt=0)
+    dispatch_all_tenants: bool = False
 
 
 class ElevenLabsConfig(_Section):

@@ -47,6 +47,9 @@ class _Redacting(logging.Formatter):
     def redact(self, text: str) -> str:
         return redact_text(text, self.secrets)
 
+    def add(self, secrets: Iterable[str]) -> None:
+        self.secrets = (*self.secrets, *(s for s in secrets if s and s not in self.secrets))
+
 
 class TextFormatter(_Redacting):
     """`HH:MM:SS LEVEL logger message`, masked."""
@@ -65,6 +68,10 @@ class JsonFormatter(_Redacting):
         given = tuple(secrets)
         # The line is masked once, after encoding: a secret with a quote or a backslash is escaped there.
         super().__init__((*given, *(json.dumps(s, ensure_ascii=False)[1:-1] for s in given)))
+
+    def add(self, secrets: Iterable[str]) -> None:
+        given = tuple(secrets)
+        super().add((*given, *(json.dumps(s, ensure_ascii=False)[1:-1] for s in given)))
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -98,3 +105,11 @@ def configure(fmt: LogFormat, level: int, secrets: Iterable[str] = ()) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+
+
+def mask(secrets: Iterable[str]) -> None:
+    """Mask these too from now on: secrets read after start-up (a tenant's own keys)."""
+    wanted = tuple(secrets)
+    for handler in logging.getLogger("dispara").handlers:
+        if isinstance(handler.formatter, _Redacting):
+            handler.formatter.add(wanted)

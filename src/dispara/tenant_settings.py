@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -23,6 +24,8 @@ KNOWN: dict[str, Known] = {
     "groq-apikey": Known("Groq API key for transcription", secret=True),
     "elevenlabs-apikey": Known("ElevenLabs API key for text-to-speech", secret=True),
     "elevenlabs-voice-id": Known("ElevenLabs voice used by default", secret=False),
+    "evolution-url": Known("Evolution API server of this tenant (else EVOLUTION_API_URL)", secret=False),
+    "evolution-apikey": Known("Evolution API key of this tenant (else EVOLUTION_API_KEY)", secret=True),
     "JOB_WEBHOOK": Known("URL notified when each job starts and finishes", secret=False),
     "webhook-secret": Known("HMAC secret that signs webhook bodies", secret=True),
 }
@@ -63,3 +66,8 @@ def all_values(conn: Connection, tenant: UUID) -> dict[str, str]:
 def unset(conn: Connection, tenant: UUID, key: str) -> bool:
     cur = conn.execute(q("setting_delete"), {"tenant_id": tenant, "key": check_key(key)})
     return cur.rowcount > 0
+
+
+def secrets(values: Mapping[str, str]) -> list[str]:
+    """The values of secret settings among `values` (to mask them in logs)."""
+    return [v for k, v in values.items() if KNOWN.get(k, Known("", secret=True)).secret]

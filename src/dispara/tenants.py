@@ -48,3 +48,8 @@ def _as_uuid(text: str) -> UUID | None:
         return UUID(text)
     except ValueError:
         return None
+
+
+def all_ids(conn: Connection) -> list[UUID]:
+    """Every tenant's id (`worker --all-tenants` serves them all)."""
+    return [row[0] for row in conn.execute(q("tenant_ids"))]

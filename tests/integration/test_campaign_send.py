@@ -8,6 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from dispara.campaigns import store
 from tests.helpers import Result, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -292,4 +293,34 @@ def test_broken_yaml_and_unknown_placeholder(
     broken = send(capsys, path)
     assert (broken.code, broken.err.count("\n")) == (4, 1)
     assert "line" in broken.err
+    assert counts(env_db) == (0, 0, 0)
+
+
+def test_a_campaign_written_in_several_chunks_gets_one_job_per_message_in_order(
+    env_db: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = tmp_path / "first"
+    first.mkdir()
+    assert send(capsys, write_campaign(first, b"telefone,nome,empresa\n11977770001,Zeca,Y\n")).code == 0
+    monkeypatch.setattr(store, "CHUNK", 7)
+    rows = "".join(f"1198888{i:04d},N{i},E\n" for i in range(20))
+    assert send(capsys, write_campaign(tmp_path, ("telefone,nome,empresa\n" + rows).encode())).code == 0
+    assert counts(env_db) == (2, 42, 42)
+    with psycopg.connect(env_db) as conn:
+        pairs = conn.execute(
+            "SELECT m.seq, j.payload, j.message_id, m.campaign_id = j.campaign_id FROM jobs j "
+            "JOIN message_logs m ON m.id = j.message_id WHERE m.phone_number <> '5511977770001' ORDER BY j.id"
+        ).fetchall()
+    assert [seq for seq, *_ in pairs] == list(range(40))
+    assert all(payload["data"]["message_id"] == message_id and same for _, payload, message_id, same in pairs)
+
+
+def test_a_bad_row_after_the_first_chunks_leaves_nothing_written(
+    env_db: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store, "CHUNK", 2)
+    rows = "".join(f"1198888{i:04d},N{i},E\n" for i in range(8)) + "11988889999,Bia,X,extra\n"
+    result = send(capsys, write_campaign(tmp_path, ("telefone,nome,empresa\n" + rows).encode()))
+    assert result.code == 4
+    assert "line 10" in result.err
     assert counts(env_db) == (0, 0, 0)

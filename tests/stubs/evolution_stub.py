@@ -79,6 +79,7 @@ class Behaviour:
     """What the stub does; change fields under `stub.lock` (or via `stub.configure`) while it runs."""
 
     api_key: str = "stub-key"
+    other_keys: set[str] = field(default_factory=set)  # also accepted (one server, many tenants' keys)
     instances: set[str] | None = None  # None: every name exists
     not_on_whatsapp: set[str] = field(default_factory=set)
     closed_instances: set[str] = field(default_factory=set)  # sends -> 500 "Connection Closed", state close
@@ -107,6 +108,11 @@ class _Call:
     headers: dict[str, str]
     body: Any
     query: dict[str, str]
+
+
+def _key_ok(b: Behaviour, call: _Call) -> bool:
+    key = call.headers.get("apikey")
+    return key == b.api_key or key in b.other_keys
 
 
 def _envelope(status: int, message: Any) -> dict[str, Any]:
@@ -497,7 +503,7 @@ class EvolutionStub:
             # Guard order of the real server: instance exists, then the key.
             if b.instances is not None and call.instance not in b.instances:
                 return 404, _envelope(404, [f'The "{call.instance}" instance does not exist']), 0.0
-            if call.headers.get("apikey") != b.api_key:
+            if not _key_ok(b, call):
                 return 401, _envelope(401, "Unauthorized"), 0.0
             if call.route == "connectionState":
                 return 200, {"instance": _connection_state(b, call.instance)}, b.latency_s
@@ -577,7 +583,7 @@ class EvolutionStub:
 
     def _webhook(self, b: Behaviour, call: _Call) -> tuple[int, Any, float]:
         # GET /webhook/find/{instance} and POST /webhook/set/{instance} (body nested under `webhook`).
-        if call.headers.get("apikey") != b.api_key:
+        if not _key_ok(b, call):
             return 401, _envelope(401, "Unauthorized"), 0.0
         assert call.instance is not None
         if call.method == "GET" and call.route == "find":
@@ -598,7 +604,7 @@ class EvolutionStub:
 
     def _fetch_instances(self, b: Behaviour, call: _Call) -> tuple[int, Any, float]:
         # No instance in the path, so only the key guard; with `instanceName` an unknown name is a 404.
-        if call.headers.get("apikey") != b.api_key:
+        if not _key_ok(b, call):
             return 401, _envelope(401, "Unauthorized"), 0.0
         wanted = call.query.get("instanceName")
         if b.instances is not None:

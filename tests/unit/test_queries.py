@@ -82,7 +82,7 @@ def test_every_table_in_every_query_and_migration_follows_the_mapping() -> None:
     texts |= {f"migration {m.version}": m.sql for m in migrate.available()}
     bare = {name: _BARE_TABLE.findall(_code(text)) for name, text in texts.items()}
     assert {name: found for name, found in bare.items() if found} == {}, "write tables as {placeholders}"
-    assert '"app"."x_jobs"' in q("queue_claim_paced")
+    assert '"app"."x_jobs"' in q("queue_claim")
 
 
 @pytest.mark.usefixtures("renamed_tables")

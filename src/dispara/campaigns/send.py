@@ -253,28 +253,18 @@ def _write(
             return store.find_by_key(conn, tenant_id, key), False
         store.set_contact_details(conn, campaign_id, test=bool(outcome.test_to), fields=outcome.fields)
         queued = campaign.transport == "jobs"
-        total = store.copy_messages(conn, tenant_id, campaign_id, messages, queued=queued)
+        jobs = store.Jobs(run_at=start, max_attempts=campaign.retries + 1) if queued else None
+        total = store.copy_messages(conn, tenant_id, campaign_id, messages, jobs=jobs)
         if total == 0:
             raise _nothing_to_send(campaign, outcome.report, dry_run=False)
         outcome.estimate = _estimate(campaign, total, start or db_now(conn))
         if total > CONFIRM_ABOVE and not confirm(outcome):
             raise Declined
-        if not queued:
-            store.finish_unqueued_campaign(
-                conn,
-                tenant_id=tenant_id,
-                campaign_id=campaign_id,
-                total=total,
-                instances=list(campaign.instances),
-            )
-            return store.find_by_key(conn, tenant_id, key), True
         store.finish_campaign(
             conn,
             tenant_id=tenant_id,
             campaign_id=campaign_id,
             total=total,
-            run_at=start,
-            max_attempts=campaign.retries + 1,
             instances=list(campaign.instances),
         )
     return store.find_by_key(conn, tenant_id, key), True

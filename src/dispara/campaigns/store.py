@@ -6,8 +6,8 @@ Callers run these inside one transaction, so a failure anywhere leaves nothing b
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
@@ -15,6 +15,7 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from dispara import summary
+from dispara.campaigns.ahead import read_ahead
 from dispara.db import Connection
 from dispara.db.queries import q
 
@@ -108,69 +109,98 @@ def set_contact_details(conn: Connection, campaign_id: UUID, *, test: bool, fiel
     )
 
 
+# Messages go in in chunks: after each chunk's COPY its jobs are queued, and the next chunk is prepared in a
+# thread meanwhile. One COPY and then one INSERT of every job would leave the client idle during the INSERT
+# and the server idle while the client prepares faster than it can send. A chunk of rows costs ~10 MB, and
+# at most four exist at once (two ready, one being prepared, one being copied).
+CHUNK = 20_000
+
+
+@dataclass(frozen=True)
+class Jobs:
+    """The jobs a queued campaign's messages get."""
+
+    run_at: datetime | None
+    max_attempts: int
+
+
 def copy_messages(
     conn: Connection,
     tenant_id: UUID,
     campaign_id: UUID,
     messages: Iterable[MessageRow],
     *,
-    queued: bool = True,
+    jobs: Jobs | None = None,
 ) -> int:
-    """Stream the messages into message_logs as `queued` (else `pending`); returns how many were written."""
-    status, queued_at = ("queued", "now") if queued else ("pending", None)
+    """Stream the messages into message_logs, `queued` with one job each when `jobs` is given (else
+    `pending`); returns how many were written."""
+    per_instance: dict[str, int] = {}  # filled as the rows are prepared, for the campaign's summary
+    rows = _rows(tenant_id, campaign_id, messages, queued=jobs is not None, tally=per_instance)
     count = 0
-    per_instance: dict[str, int] = {}
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    with conn.cursor() as cur, cur.copy(q("message_logs_copy")) as copy:
-        for m in messages:
-            copy.write_row(
-                (
-                    tenant_id,
-                    campaign_id,
-                    m.seq,
-                    m.phone,
-                    m.content,
-                    m.message_type,
-                    m.media_url,
-                    m.file_name,
-                    m.instance,
-                    status,
-                    queued_at,
-                    dumps(m.contact),
-                )
-            )
-            count += 1
-            per_instance[m.instance] = per_instance.get(m.instance, 0) + 1
-    summary.add_ingested(conn, tenant_id, campaign_id, per_instance, status)
+    ranged = jobs is not None and _ids_in_copy_order(conn)
+    after = _last_message_id(conn) if ranged else 0
+    with read_ahead(rows, CHUNK) as chunks:
+        for chunk in chunks:
+            with conn.cursor() as cur, cur.copy(q("message_logs_copy")) as copy:
+                for row in chunk:
+                    copy.write_row(row)
+            count += len(chunk)
+            if ranged and jobs is not None:
+                # The chunk's ids are above the highest id before it and at most the highest id after it.
+                upto = _last_message_id(conn)
+                params = {"campaign_id": campaign_id, "after": after, "upto": upto}
+                conn.execute(q("jobs_insert_for_messages"), params | asdict(jobs))
+                after = upto
+    if jobs is not None and not ranged:
+        conn.execute(q("jobs_insert_for_campaign"), {"campaign_id": campaign_id} | asdict(jobs))
+    summary.add_ingested(
+        conn, tenant_id, campaign_id, per_instance, "queued" if jobs is not None else "pending"
+    )
     return count
 
 
+def _ids_in_copy_order(conn: Connection) -> bool:
+    row = conn.execute(q("message_logs_ids_ordered")).fetchone()
+    return bool(row and row[0])
+
+
+def _last_message_id(conn: Connection) -> int:
+    row = conn.execute(q("message_logs_last_id")).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _rows(
+    tenant_id: UUID, campaign_id: UUID, messages: Iterable[MessageRow], *, queued: bool, tally: dict[str, int]
+) -> Iterator[tuple[object, ...]]:
+    status, queued_at = ("queued", "now") if queued else ("pending", None)
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    # As text: psycopg writes a str as it is, and dumps a UUID anew on every row (half the cost of a row).
+    tenant, campaign = str(tenant_id), str(campaign_id)
+    for m in messages:
+        tally[m.instance] = tally.get(m.instance, 0) + 1
+        yield (
+            tenant,
+            campaign,
+            m.seq,
+            m.phone,
+            m.content,
+            m.message_type,
+            m.media_url,
+            m.file_name,
+            m.instance,
+            status,
+            queued_at,
+            dumps(m.contact),
+        )
+
+
 def finish_campaign(
-    conn: Connection,
-    *,
-    tenant_id: UUID,
-    campaign_id: UUID,
-    total: int,
-    run_at: datetime | None,
-    max_attempts: int,
-    instances: list[str],
+    conn: Connection, *, tenant_id: UUID, campaign_id: UUID, total: int, instances: list[str]
 ) -> None:
-    """Set the total, queue one job per message, and make sure every instance has pacing state."""
+    """Set the total and make sure every instance has pacing state."""
     conn.execute(q("campaign_set_total"), {"campaign_id": campaign_id, "total": total})
-    conn.execute(
-        q("jobs_insert_for_campaign"),
-        {"campaign_id": campaign_id, "run_at": run_at, "max_attempts": max_attempts},
-    )
     conn.execute(q("instances_ensure"), {"tenant_id": tenant_id, "names": instances})
 
 
 def optouts(conn: Connection, tenant_id: UUID) -> set[str]:
     return {row[0] for row in conn.execute(q("optouts_all"), {"tenant_id": tenant_id})}
-
-
-def finish_unqueued_campaign(
-    conn: Connection, *, tenant_id: UUID, campaign_id: UUID, total: int, instances: list[str]
-) -> None:
-    """Set the total of a campaign whose messages another transport delivers (no jobs rows)."""
-    conn.execute(q("campaign_set_total"), {"campaign_id": campaign_id, "total": total})
-    conn.execute(q("instances_ensure"), {"tenant_id": tenant_id, "names": instances})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 
     from dispara.campaigns.prepare import Report
     from dispara.campaigns.send import SendOutcome
+    from dispara.config import Settings
+    from dispara.db import Connection
     from dispara.transports.qstash import PublishReport
 
 
@@ -81,7 +84,6 @@ def send(
       dispara campaign send campaigns/black-friday.yaml --yes --watch
     """
     from dispara.campaigns.send import Declined, send_campaign
-    from dispara.transports.qstash import CampaignPublisher
 
     confirm = _confirmer(file, yes)
     with app.connect() as conn:
@@ -90,7 +92,7 @@ def send(
             outcome = send_campaign(
                 conn, tenant, file, dry_run=dry_run, limit=limit, new=force_new, confirm=confirm,
                 preview=preview, start_now=start_now, test_to=test_to,
-                publish=CampaignPublisher(app.settings),
+                publish=_QStashPublisher(app.settings),
             )  # fmt: skip
         except Declined:
             raise click.Abort from None
@@ -102,6 +104,23 @@ def send(
         from dispara.cli.status_cmd import follow
 
         sys.exit(follow(app, str(outcome.record.id)))
+
+
+@dataclass(frozen=True)
+class _QStashPublisher:
+    """The QStash transport's publisher, imported (httpx, the QStash SDK) only for a QStash campaign."""
+
+    settings: Settings
+
+    def check(self, where: str) -> None:
+        from dispara.transports.qstash import CampaignPublisher
+
+        CampaignPublisher(self.settings).check(where)
+
+    def publish(self, conn: Connection, campaign_id: UUID) -> Any:
+        from dispara.transports.qstash import CampaignPublisher
+
+        return CampaignPublisher(self.settings).publish(conn, campaign_id)
 
 
 def _confirmer(file: Path, yes: bool) -> Callable[[SendOutcome], bool]:

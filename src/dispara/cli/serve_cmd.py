@@ -17,8 +17,13 @@ from dispara.cli.app import App, pass_app
     show_default=True,
     help="json: one JSON line per request on stderr.",
 )
+@click.option(
+    "--all-tenants",
+    is_flag=True,
+    help="POST /dispatch drains every tenant's jobs (server.dispatch_all_tenants).",
+)
 @pass_app
-def serve(app: App, host: str, port: int, log_format: str) -> None:
+def serve(app: App, host: str, port: int, log_format: str, all_tenants: bool) -> None:
     """Serve QStash deliveries, the audio publish routes, /dispatch and /healthz over HTTP.
 
     Needs DISPARA_API_KEY (every route but /healthz and the QStash ones asks for it as a bearer token)
@@ -35,7 +40,10 @@ def serve(app: App, host: str, port: int, log_format: str) -> None:
 
     from dispara.server.app import create_app
 
-    web = create_app(app.settings, log_format="json" if log_format == "json" else "text")
+    settings = app.settings
+    if all_tenants:
+        settings.server.dispatch_all_tenants = True
+    web = create_app(settings, log_format="json" if log_format == "json" else "text")
     with app.connect():  # an unreachable or old database is a one-line error here, not a server trace
         pass
     logging.getLogger("dispara.serve").setLevel(min(logging.getLogger("dispara").level, logging.INFO))

@@ -119,6 +119,11 @@ def _metrics(
     help="Serve Prometheus metrics on this port (0: any free one, printed at start).",
 )
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics listen on.")
+@click.option(
+    "--all-tenants",
+    is_flag=True,
+    help="Serve every tenant, each with its own Evolution and webhook settings where it has them.",
+)
 @pass_app
 def worker(
     app: App,
@@ -128,6 +133,7 @@ def worker(
     log_format: logs.LogFormat,
     metrics_port: int | None,
     metrics_host: str,
+    all_tenants: bool,
 ) -> None:
     """Claim queued jobs and send them, one message at a time per WhatsApp instance.
 
@@ -138,6 +144,7 @@ def worker(
     Example:
       dispara worker --concurrency 8
       dispara worker --log-format json --metrics-port 9464
+      dispara worker --all-tenants
       dispara campaign send campaigns/example.yaml && dispara worker --once
     """
     from dispara.queue.worker import run_worker
@@ -152,6 +159,7 @@ def worker(
             max_seconds=max_seconds,
             stop_event=stop,
             notice=notice,
+            all_tenants=all_tenants,
         )
     click.echo(f"worker: {_outcomes(summary)} in {summary.elapsed_s:.1f}s")
     _echo_left(summary.left)

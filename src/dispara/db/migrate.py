@@ -54,6 +54,14 @@ def available() -> tuple[Migration, ...]:
     return tuple(found)
 
 
+def fingerprint() -> str:
+    """The shipped migrations and the deployment's table names, hashed: what a schema check checks against."""
+    digest = hashlib.sha256(repr(tables.key()).encode())
+    for m in available():
+        digest.update(f"{m.version}:{m.name}:{m.template}".encode())
+    return digest.hexdigest()[:16]
+
+
 def latest_version() -> int:
     return available()[-1].version
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import LiteralString
+from typing import TYPE_CHECKING, LiteralString
 
-from psycopg import sql
+if TYPE_CHECKING:
+    from psycopg import sql
 
 LOGICAL: tuple[LiteralString, ...] = (
     "tenants",
@@ -68,6 +69,8 @@ def renamed() -> dict[str, tuple[str, ...]]:
 
 def quoted(logical: str) -> str:
     """The table's name as SQL text (for `to_regclass`), quoted where it is renamed."""
+    from psycopg import sql  # imported on use: every command sets the names, few compose SQL
+
     parts = _renamed.get(logical)
     return sql.Identifier(*parts).as_string(None) if parts else logical
 
@@ -75,6 +78,8 @@ def quoted(logical: str) -> str:
 def identifier(logical: LiteralString) -> sql.Composable:
     # Unrenamed tables stay bare words, so the default text is byte for byte what the files say
     # (and the migrations' checksums do not depend on the deployment).
+    from psycopg import sql
+
     parts = _renamed.get(logical)
     return sql.Identifier(*parts) if parts else sql.SQL(logical)
 
@@ -84,6 +89,8 @@ def compose(template: str, *, shipped: bool = False) -> LiteralString:
 
     `shipped` fills in dispara's own names whatever the deployment's are.
     """
+    from psycopg import sql
+
     names = {name: sql.SQL(name) if shipped else identifier(name) for name in LOGICAL}
     # Package text plus identifiers quoted by psycopg: as trusted as the file itself, hence LiteralString.
     return sql.SQL(template).format(**names).as_string(None)

@@ -1,10 +1,10 @@
-"""Claiming due jobs: one statement per kind, leases and pacing enforced in SQL so many workers stay safe."""
+"""Claiming due jobs in one statement, leases and pacing enforced in SQL so many workers stay safe."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, LiteralString
+from typing import Any
 from uuid import UUID
 
 from psycopg.rows import dict_row
@@ -16,20 +16,15 @@ from dispara.queue.model import ClaimedJob
 
 @dataclass(frozen=True)
 class Claimer:
-    """Who claims (the lease holder's id), for which tenant, for how long, and which task types."""
+    """Who claims (the lease holder's id), for which tenants, for how long, and which task types.
 
-    tenant_id: UUID
+    Unpaced jobs of several tenants are taken in turns, in the order of `tenants`.
+    """
+
+    tenants: Sequence[UUID]
     worker: str
     lease_s: float
     task_types: Sequence[str]
-
-    def _params(self) -> dict[str, Any]:
-        return {
-            "tenant_id": self.tenant_id,
-            "worker": self.worker,
-            "lease_s": self.lease_s,
-            "task_types": list(self.task_types),
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,18 +40,30 @@ class Run:
     streak: int = 0
     probe: bool = False
 
+    @property
+    def tenant_id(self) -> UUID | None:
+        return self.jobs[0].tenant_id if self.jobs else None
 
-def claim_paced(conn: Connection, claimer: Claimer, *, instances: int, run_size: int) -> list[Run]:
-    """Lease up to `instances` ready instances, each with its next run of due jobs."""
-    if instances <= 0:
+
+def claim(conn: Connection, claimer: Claimer, *, slots: int, run_size: int) -> list[Run]:
+    """Lease up to `slots` runs: ready instances, each with its next run of due jobs, then unpaced jobs."""
+    if slots <= 0 or not claimer.tenants:
         return []
-    params = {**claimer._params(), "instances": instances, "run_size": run_size}
-    rows = _rows(conn, q("queue_claim_paced"), params)
+    params = {
+        "tenants": list(claimer.tenants),
+        "worker": claimer.worker,
+        "lease_s": claimer.lease_s,
+        "task_types": list(claimer.task_types),
+        "instances": slots,
+        "run_size": run_size,
+    }
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(q("queue_claim"), params).fetchall()
     runs: list[Run] = []
     current: list[ClaimedJob] = []
     first: dict[str, Any] = {}
-    for row, job in _jobs(rows):  # ordered by instance, then claim order
-        if current and current[0].instance != job.instance:
+    for row, job in _jobs(rows):  # ordered by tenant, instance, then claim order; unpaced jobs last
+        if current and (job.instance is None or _where(current[0]) != _where(job)):
             runs.append(_run(current, first))
             current = []
         if not current:
@@ -67,21 +74,12 @@ def claim_paced(conn: Connection, claimer: Claimer, *, instances: int, run_size:
     return runs
 
 
+def _where(job: ClaimedJob) -> tuple[UUID | None, str | None]:
+    return job.tenant_id, job.instance
+
+
 def _run(jobs: list[ClaimedJob], first: dict[str, Any]) -> Run:
     return Run(jobs[0].instance, tuple(jobs), streak=int(first["streak"] or 0), probe=bool(first["probe"]))
-
-
-def claim_unpaced(conn: Connection, claimer: Claimer, *, limit: int) -> list[Run]:
-    """Up to `limit` due jobs that no instance paces, each its own run."""
-    if limit <= 0:
-        return []
-    rows = _rows(conn, q("queue_claim_unpaced"), {**claimer._params(), "limit": limit})
-    return [Run(None, (job,)) for _row, job in _jobs(rows)]
-
-
-def _rows(conn: Connection, query: LiteralString, params: dict[str, Any]) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query, params).fetchall()
 
 
 def _jobs(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], ClaimedJob]]:

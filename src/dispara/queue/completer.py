@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from uuid import UUID
 
 import psycopg
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential
@@ -17,7 +18,7 @@ from dispara.queue import spool, webhooks
 from dispara.queue.complete import BatchResult, apply_batch
 from dispara.queue.model import ClaimedJob, Outcome, RunEnd, Started
 from dispara.queue.shared import Shared
-from dispara.queue.webhooks import JobEvents
+from dispara.queue.tenancy import Lanes
 
 log = logging.getLogger("dispara.worker")
 
@@ -38,9 +39,9 @@ class _Abandoned(Exception):
 
 
 class Completer:
-    def __init__(self, shared: Shared, events: JobEvents) -> None:
+    def __init__(self, shared: Shared, lanes: Lanes) -> None:
         self.shared = shared
-        self.events = events
+        self.lanes = lanes
         self.conn: Connection | None = None
         self.last_flush = 0.0
         self.compactor = summary.Compactor()
@@ -83,14 +84,28 @@ class Completer:
 
     def flush(self, items: list[Outcome | RunEnd | Started]) -> None:
         """Store a batch, however long the database takes to come back; spool it if the worker must exit."""
+        for tenant, part in self.by_tenant(items).items():
+            self.flush_tenant(tenant, part)
+
+    def by_tenant(
+        self, items: list[Outcome | RunEnd | Started]
+    ) -> dict[UUID, list[Outcome | RunEnd | Started]]:
+        groups: dict[UUID, list[Outcome | RunEnd | Started]] = {}
+        own = self.shared.tenant
+        for item in items:
+            tenant = item.tenant_id if isinstance(item, RunEnd) else item.job.tenant_id
+            groups.setdefault(tenant or own, []).append(item)
+        return groups
+
+    def flush_tenant(self, tenant: UUID, items: list[Outcome | RunEnd | Started]) -> None:
         outcomes = [i for i in items if isinstance(i, Outcome)]
         ends = [i for i in items if isinstance(i, RunEnd)]
         started = [i.job for i in items if isinstance(i, Started)]
         try:
-            result = self.store(outcomes, ends, started)
+            result = self.store(tenant, outcomes, ends, started)
         except _Abandoned:
             kept = [i for i in items if not isinstance(i, Started)]  # start events are not worth a spool
-            path = spool.write(self.shared.settings.data_dir, self.shared.worker_id, self.shared.tenant, kept)
+            path = spool.write(self.shared.settings.data_dir, self.shared.worker_id, tenant, kept)
             log.error("database unreachable at exit: %d outcome(s) kept in %s", len(outcomes), path)
             self.shared.stored(items)
             return
@@ -102,7 +117,9 @@ class Completer:
         except Exception:  # counting, webhooks and the summary's folding must never stop the completer
             log.exception("bookkeeping of stored outcomes failed")
 
-    def store(self, outcomes: list[Outcome], ends: list[RunEnd], started: list[ClaimedJob]) -> BatchResult:
+    def store(
+        self, tenant: UUID, outcomes: list[Outcome], ends: list[RunEnd], started: list[ClaimedJob]
+    ) -> BatchResult:
         """Retried with backoff while the database is unreachable: an outcome of a send is never dropped."""
         retrying = Retrying(
             retry=retry_if_exception_type((psycopg.OperationalError, DatabaseError)),
@@ -118,7 +135,7 @@ class Completer:
         try:
             for attempt in retrying:
                 with attempt:
-                    return self.store_once(outcomes, ends, started)
+                    return self.store_once(tenant, outcomes, ends, started)
         except RetryError:
             raise _Abandoned from None
         raise AssertionError("unreachable")
@@ -127,46 +144,51 @@ class Completer:
         self.shared.abandon.wait(seconds)
 
     def store_once(
-        self, outcomes: list[Outcome], ends: list[RunEnd], started: list[ClaimedJob]
+        self, tenant: UUID, outcomes: list[Outcome], ends: list[RunEnd], started: list[ClaimedJob]
     ) -> BatchResult:
         if self.conn is None or self.conn.closed or self.conn.broken:
             self.conn = connect(self.shared.settings)
         conn = self.conn
+        events = self.lanes.get(tenant).events
         try:
             with conn.transaction():  # the outcomes and the events that report them, together
-                result = self.apply(conn, outcomes, ends)
-                webhooks.insert(conn, self.shared.tenant, self.events.rows(started, result))
+                result = self.apply(conn, tenant, outcomes, ends)
+                webhooks.insert(conn, tenant, events.rows(started, result))
         except (psycopg.OperationalError, DatabaseError):
             raise
         except psycopg.Error:
             log.exception("saving %d outcome(s) failed; saving them one by one", len(outcomes))
-            result = self.one_by_one(conn, outcomes, ends)
+            result = self.one_by_one(conn, tenant, outcomes, ends)
             with conn.transaction():
-                webhooks.insert(conn, self.shared.tenant, self.events.rows(started, result))
-        self.events.dispatcher.wake()
+                webhooks.insert(conn, tenant, events.rows(started, result))
+        events.dispatcher.wake()
         return result
 
-    def apply(self, conn: Connection, outcomes: list[Outcome], ends: list[RunEnd]) -> BatchResult:
+    def apply(
+        self, conn: Connection, tenant: UUID, outcomes: list[Outcome], ends: list[RunEnd]
+    ) -> BatchResult:
         shared = self.shared
         return apply_batch(
             conn,
             worker=shared.worker_id,
-            tenant_id=shared.tenant,
+            tenant_id=tenant,
             outcomes=outcomes,
             ends=ends,
             policy=shared.policy,
         )
 
-    def one_by_one(self, conn: Connection, outcomes: list[Outcome], ends: list[RunEnd]) -> BatchResult:
+    def one_by_one(
+        self, conn: Connection, tenant: UUID, outcomes: list[Outcome], ends: list[RunEnd]
+    ) -> BatchResult:
         # One bad row (a value PostgreSQL refuses) must not keep the rest of its batch from being stored.
         total = BatchResult()
         items: list[Outcome | RunEnd] = [*outcomes, *ends]
         for one in items:
             try:
                 if isinstance(one, Outcome):
-                    part = self.apply(conn, [one], [])
+                    part = self.apply(conn, tenant, [one], [])
                 else:
-                    part = self.apply(conn, [], [one])
+                    part = self.apply(conn, tenant, [], [one])
             except (psycopg.OperationalError, DatabaseError):
                 raise  # the connection, not the row: the whole batch is retried
             except psycopg.Error:

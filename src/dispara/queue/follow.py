@@ -27,7 +27,7 @@ from dispara.queue.backoff import DEFAULT_POLICY, RetryPolicy
 from dispara.queue.complete import apply_batch
 from dispara.queue.model import ClaimedJob, Outcome
 from dispara.queue.runner import WEBHOOK_MISSING
-from dispara.queue.webhooks import JobEvents, WebhookDispatcher, resolve_target
+from dispara.queue.webhooks import JobEvents, WebhookDispatcher, tenant_target
 from dispara.queue.worker import make_sender, new_worker_id
 from dispara.states import JOB_FINAL
 from dispara.supabase import pooler
@@ -105,7 +105,7 @@ class _Runner:
     def start(self) -> tuple[handlers.HandlerContext, JobEvents]:
         if self.ctx is None or self.events is None:
             self.dispatcher = WebhookDispatcher(self.settings, worker=self.worker, policy=self.policy)
-            self.dispatcher.configure(resolve_target(self.settings, self.conn, self.tenant_id))
+            self.dispatcher.configure(tenant_target(self.settings, self.conn, self.tenant_id))
             self.dispatcher.start(self.tenant_id)
             campaign_level = self.settings.webhook.campaign_events == "campaign"
             self.events = JobEvents(self.dispatcher, campaign_level=campaign_level)

@@ -37,26 +37,33 @@ class ResetResult:
 def heartbeat(
     conn: Connection,
     *,
-    tenant_id: UUID,
     worker: str,
     lease_s: float,
     jobs: Collection[int],
-    instances: Collection[str],
+    instances: Collection[tuple[UUID, str]],
 ) -> None:
-    """Push the leases of what this worker holds (`jobs`, `instances`) `lease_s` into the future."""
-    params = {"tenant_id": tenant_id, "worker": worker, "lease_s": lease_s}
+    """Push the leases of what this worker holds (`jobs`, (tenant, instance) pairs) `lease_s` ahead."""
+    params = {"worker": worker, "lease_s": lease_s}
     if jobs:
         conn.execute(q("queue_heartbeat_jobs"), {**params, "ids": list(jobs)})
     if instances:
-        conn.execute(q("queue_heartbeat_instances"), {**params, "names": list(instances)})
+        tenants, names = zip(*instances, strict=True)
+        conn.execute(
+            q("queue_heartbeat_instances"), {**params, "tenants": list(tenants), "names": list(names)}
+        )
 
 
 def reset_expired(
-    conn: Connection, *, tenant_id: UUID, worker: str, lease_s: float, policy: RetryPolicy = DEFAULT_POLICY
+    conn: Connection,
+    *,
+    tenants: Sequence[UUID],
+    worker: str,
+    lease_s: float,
+    policy: RetryPolicy = DEFAULT_POLICY,
 ) -> ResetResult:
     """Expired job leases back to pending (messages back to queued), expired instance leases freed."""
     params = {
-        "tenant_id": tenant_id,
+        "tenants": list(tenants),
         "worker": worker,
         "lease_s": lease_s,
         "max_expiries": policy.max_lease_expiries,
@@ -77,18 +84,20 @@ def ensure_instances(conn: Connection, *, tenant_id: UUID) -> int:
     return conn.execute(q("queue_ensure_instances"), {"tenant_id": tenant_id}).rowcount
 
 
-def next_due_in(conn: Connection, *, tenant_id: UUID) -> float | None:
+def next_due_in(conn: Connection, *, tenants: Sequence[UUID]) -> float | None:
     """Seconds until an instance with due work may send again, or None when none is waiting."""
-    row = conn.execute(q("queue_next_due"), {"tenant_id": tenant_id}).fetchone()
+    row = conn.execute(q("queue_next_due"), {"tenants": list(tenants)}).fetchone()
     if row is None or row[0] is None:
         return None
     return max(0.0, float(row[0]))
 
 
-def has_work_soon(conn: Connection, *, tenant_id: UUID, task_types: Sequence[str], horizon_s: float) -> bool:
+def has_work_soon(
+    conn: Connection, *, tenants: Sequence[UUID], task_types: Sequence[str], horizon_s: float
+) -> bool:
     row = conn.execute(
         q("queue_has_work_soon"),
-        {"tenant_id": tenant_id, "task_types": list(task_types), "horizon_s": horizon_s},
+        {"tenants": list(tenants), "task_types": list(task_types), "horizon_s": horizon_s},
     ).fetchone()
     return bool(row and row[0])
 
@@ -102,7 +111,7 @@ class Left:
     until: datetime | None
 
 
-def left(conn: Connection, *, tenant_id: UUID) -> list[Left]:
+def left(conn: Connection, *, tenants: Sequence[UUID]) -> list[Left]:
     """Why what is still queued did not go out (the largest groups first)."""
-    rows = conn.execute(q("queue_left"), {"tenant_id": tenant_id}).fetchall()
+    rows = conn.execute(q("queue_left"), {"tenants": list(tenants)}).fetchall()
     return [Left(reason, int(jobs), until) for reason, jobs, until in rows]

@@ -32,6 +32,7 @@ class ClaimedJob:
     message_type: str | None
     media_url: str | None
     file_name: str | None
+    tenant_id: UUID | None = None
 
     @property
     def task_type(self) -> str:
@@ -64,6 +65,7 @@ class ClaimedJob:
             message_type=m.get("message_type"),
             media_url=m.get("media_url"),
             file_name=m.get("file_name"),
+            tenant_id=job.get("tenant_id"),
         )
 
 
@@ -101,6 +103,7 @@ class RunEnd:
 
     instance: str
     gap_s: float
+    tenant_id: UUID | None = None  # None: the worker's own tenant
     pause: bool = False
     pause_s: float = 0.0
     pause_reason: str | None = None

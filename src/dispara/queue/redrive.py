@@ -62,7 +62,7 @@ def redrive(
         policy = RetryPolicy.of(settings.worker)
         spool.replay(conn, settings.data_dir, policy)
         reset = leases.reset_expired(
-            conn, tenant_id=tenant, worker=worker, lease_s=settings.worker.lease_s, policy=policy
+            conn, tenants=[tenant], worker=worker, lease_s=settings.worker.lease_s, policy=policy
         )
         if reset.exhausted:
             # Poison jobs: fail them the normal way, so their messages are counted exactly once.

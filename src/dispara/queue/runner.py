@@ -14,7 +14,7 @@ from dispara.providers.base import (
 from dispara.queue import backoff, handlers
 from dispara.queue.model import ClaimedJob, Outcome, OutcomeKind, RunEnd, Started
 from dispara.queue.shared import RunState, Shared
-from dispara.queue.webhooks import JobEvents
+from dispara.queue.tenancy import Lane, Lanes
 
 log = logging.getLogger("dispara.worker")
 
@@ -27,10 +27,9 @@ WEBHOOK_MISSING = (
 
 
 class Runner:
-    def __init__(self, shared: Shared, ctx: handlers.HandlerContext, events: JobEvents) -> None:
+    def __init__(self, shared: Shared, lanes: Lanes) -> None:
         self.shared = shared
-        self.ctx = ctx
-        self.events = events
+        self.lanes = lanes
 
     def loop(self) -> None:
         """Thread body: take runs until the stop sentinel."""
@@ -47,18 +46,21 @@ class Runner:
 
     def execute(self, state: RunState) -> None:
         run = state.run
-        end = RunEnd(run.instance, 0.0) if run.instance is not None else None
+        lane = self.lanes.get(run.tenant_id or self.shared.tenant)
+        end = RunEnd(run.instance, 0.0, tenant_id=run.tenant_id) if run.instance is not None else None
         done: list[Outcome | RunEnd | Started] = []
-        if end is not None and run.probe and not self.probe(state, end):
+        if end is not None and run.probe and not self.probe(state, end, lane):
             done += released(state.take_rest(), f"not sent: {end.pause_reason}")
         else:
-            self.send_all(state, end, done)
+            self.send_all(state, end, done, lane)
         if end is not None:
             done.append(end)
         if done:
             self.shared.outcomes.put(done)
 
-    def send_all(self, state: RunState, end: RunEnd | None, done: list[Outcome | RunEnd | Started]) -> None:
+    def send_all(
+        self, state: RunState, end: RunEnd | None, done: list[Outcome | RunEnd | Started], lane: Lane
+    ) -> None:
         shared = self.shared
         handed = time.monotonic()
         while (job := state.next_job()) is not None:
@@ -70,13 +72,13 @@ class Runner:
                 kind: OutcomeKind = "cancel" if halted == "cancelled" else "release"
                 done.append(Outcome(job, kind, f"not sent: campaign {halted}"))
                 continue
-            if self.events.wants_start(job):
+            if lane.events.wants_start(job):
                 shared.outcomes.put([Started(job)])  # stored (and so announced) before the send ends
             try:
-                outcome = self.attempt(job)
+                outcome = self.attempt(job, lane)
             except InstanceUnavailableError as exc:
                 if end is None:  # nothing to pause: an unpaced job retries like any transient failure
-                    outcome = handlers.failure(job, exc, self.ctx.policy)
+                    outcome = handlers.failure(job, exc, shared.policy)
                 else:
                     self.pause(end, exc, state)
                     done += released((job, *state.take_rest()), f"not sent: {exc}")
@@ -92,16 +94,16 @@ class Runner:
                 done.clear()
                 handed = time.monotonic()
 
-    def attempt(self, job: ClaimedJob) -> Outcome:
-        if self.shared.settings.webhook.required and not self.events.active:
+    def attempt(self, job: ClaimedJob, lane: Lane) -> Outcome:
+        if self.shared.settings.webhook.required and not lane.events.active:
             return Outcome(job, "failed", WEBHOOK_MISSING, "permanent")
-        return handlers.execute(job, self.ctx)
+        return handlers.execute(job, lane.ctx)
 
-    def probe(self, state: RunState, end: RunEnd) -> bool:
+    def probe(self, state: RunState, end: RunEnd, lane: Lane) -> bool:
         """Before the first send after a dropped connection: is the instance open again?"""
         assert state.run.instance is not None
         try:
-            status = self.ctx.sender.instance_state(state.run.instance)
+            status = lane.ctx.sender.instance_state(state.run.instance)
         except InstanceUnavailableError as exc:
             self.pause(end, exc, state)
             return False
@@ -122,11 +124,12 @@ class Runner:
         if isinstance(exc, CredentialsRejectedError):
             # Not the instance's fault: stop the tenant's campaigns, leave the instance ready for later.
             end.halt_reason = f"{exc}; fix it, then `dispara campaign resume`"
+            self.lanes.rejected(state.run.tenant_id or self.shared.tenant)
             log.error("sending stopped: %s", exc)
             return
         streak = 1 if end.streak == 0 else state.run.streak + 1  # no success in between: escalate
         end.pause, end.pause_reason, end.streak = True, str(exc), streak
-        end.pause_s = self.ctx.policy.instance_pause(exc, streak)
+        end.pause_s = self.shared.policy.instance_pause(exc, streak)
         end.probe = not exc.permanent and not isinstance(exc, ServerUnreachableError)
         level = logging.ERROR if exc.permanent else logging.WARNING
         log.log(level, "instance %s paused %.0fs: %s", end.instance, end.pause_s, exc)

@@ -49,7 +49,7 @@ class RunState:
 class Shared:
     settings: Settings
     worker_id: str
-    tenant: UUID
+    tenant: UUID  # the worker's own tenant: every job's, unless it serves them all
     tally: Tally = field(default_factory=Tally)
     # Set whenever the claim loop may find something new: NOTIFY, a run ended, outcomes stored.
     wake: threading.Event = field(default_factory=threading.Event)
@@ -65,7 +65,7 @@ class Shared:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _active: set[RunState] = field(default_factory=set)
     _jobs: set[int] = field(default_factory=set)  # claimed and not yet stored
-    _instances: set[str] = field(default_factory=set)  # leased and not yet released
+    _instances: set[tuple[UUID, str]] = field(default_factory=set)  # (tenant, name) leased, not released
     _halted: dict[UUID, tuple[str, int]] = field(default_factory=dict)  # campaign -> (status, seq)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
     policy: RetryPolicy = field(init=False)
@@ -82,7 +82,7 @@ class Shared:
                 self._active.add(state)
                 self._jobs.update(job.id for job in state.run.jobs)
                 if state.run.instance is not None:
-                    self._instances.add(state.run.instance)
+                    self._instances.add((state.run.tenant_id or self.tenant, state.run.instance))
                 for job in state.run.jobs:  # the claim saw these campaigns running: fresher than a halt
                     halted = self._halted.get(job.campaign_id) if job.campaign_id else None
                     if halted is not None and halted[1] < seen_before:
@@ -107,10 +107,10 @@ class Shared:
                 if isinstance(item, Outcome):
                     self._jobs.discard(item.job.id)
                 elif isinstance(item, RunEnd):
-                    self._instances.discard(item.instance)
+                    self._instances.discard((item.tenant_id or self.tenant, item.instance))
         self.wake.set()
 
-    def held(self) -> tuple[list[int], list[str]]:
+    def held(self) -> tuple[list[int], list[tuple[UUID, str]]]:
         with self._lock:
             return sorted(self._jobs), sorted(self._instances)
 

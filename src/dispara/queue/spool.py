@@ -82,7 +82,7 @@ def _replay_file(conn: Connection, path: Path, total: BatchResult, policy: Retry
             worker=record["worker"],
             tenant_id=UUID(record["tenant"]),
             outcomes=[_parse_outcome(o) for o in record["outcomes"]],
-            ends=[RunEnd(**e) for e in record["ends"]],
+            ends=[RunEnd(**_with_tenant(e)) for e in record["ends"]],
             policy=policy,
         )
         total.applied += result.applied
@@ -94,8 +94,13 @@ def _outcome(o: Outcome) -> dict[str, Any]:
     return {**asdict(o), "job": asdict(o.job)}
 
 
+def _with_tenant(data: dict[str, Any]) -> dict[str, Any]:
+    tenant = data.get("tenant_id")
+    return {**data, "tenant_id": UUID(tenant)} if tenant else data
+
+
 def _parse_outcome(data: dict[str, Any]) -> Outcome:
-    job = dict(data.pop("job"))
+    job = _with_tenant(dict(data.pop("job")))
     if job.get("campaign_id"):
         job["campaign_id"] = UUID(job["campaign_id"])
     job["started_at"] = datetime.fromisoformat(job["started_at"])

@@ -41,15 +41,31 @@ class WebhookTarget:
     secret: str | None
 
 
-def resolve_target(settings: Settings, conn: Connection, tenant_id: UUID) -> WebhookTarget | None:
-    """settings.webhook.url (JOB_WEBHOOK in the environment), else the tenant setting JOB_WEBHOOK."""
-    values: Mapping[str, str] = {}
-    if not settings.webhook.url or not settings.webhook.secret:
-        values = tenant_settings.all_values(conn, tenant_id)
+def resolve_target(
+    settings: Settings, values: Mapping[str, str], *, tenant_first: bool = False
+) -> WebhookTarget | None:
+    """settings.webhook.url (JOB_WEBHOOK in the environment), else the tenant setting JOB_WEBHOOK (the
+    other way round with `tenant_first`, for a worker serving every tenant); `values`: the tenant's settings.
+    """
+    own = (
+        WebhookTarget(values["JOB_WEBHOOK"], values.get("webhook-secret"))
+        if "JOB_WEBHOOK" in values
+        else None
+    )
+    if tenant_first and own is not None:
+        return own
     url = settings.webhook.url or values.get("JOB_WEBHOOK")
     if not url:
         return None
     return WebhookTarget(url, reveal(settings.webhook.secret) or values.get("webhook-secret"))
+
+
+def tenant_target(settings: Settings, conn: Connection, tenant_id: UUID) -> WebhookTarget | None:
+    """resolve_target with the tenant's settings read from the database."""
+    values: Mapping[str, str] = {}
+    if not settings.webhook.url or not settings.webhook.secret:
+        values = tenant_settings.all_values(conn, tenant_id)
+    return resolve_target(settings, values)
 
 
 @dataclass(frozen=True)

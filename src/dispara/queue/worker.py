@@ -28,19 +28,19 @@ from dispara.db.threadconn import ThreadConnections
 from dispara.errors import DatabaseError
 from dispara.providers.base import Sender
 from dispara.queue import handlers, leases, scheduler, spool
-from dispara.queue.backoff import RetryPolicy
-from dispara.queue.claim import Claimer, claim_paced, claim_unpaced
+from dispara.queue.claim import Claimer, Run, claim
 from dispara.queue.completer import Completer
 from dispara.queue.model import RunEnd, Tally
 from dispara.queue.runner import Runner, released
 from dispara.queue.shared import Shared
-from dispara.queue.webhooks import JobEvents, WebhookDispatcher, resolve_target
+from dispara.queue.tenancy import Lanes
 from dispara.supabase import pooler
+from dispara.tenants import all_ids
 from dispara.tenants import tenant_id as lookup_tenant
 
 log = logging.getLogger("dispara.worker")
 
-WEBHOOK_REFRESH_S = 30.0  # how soon a changed JOB_WEBHOOK tenant setting is picked up
+SETTINGS_REFRESH_S = 30.0  # how soon changed tenant settings (webhook, Evolution key), new tenants are seen
 WEBHOOK_DRAIN_S = 5.0  # how long a stopping worker waits for queued webhook deliveries
 MAX_WAIT_S = 0.25  # longest sleep between looks at the stop flag
 STORE_AT_EXIT_S = 10.0  # how long a stopping worker tries to store outcomes before spooling them
@@ -102,11 +102,14 @@ def run_worker(
     stop_event: threading.Event | None = None,
     notice: Callable[[str], None] | None = None,
     sender: Sender | None = None,
+    all_tenants: bool = False,
 ) -> WorkerSummary:
     """Run until stopped (or, with `once`, until nothing is due); returns what was done.
 
     `stop_event` stops it gracefully (in-flight sends finish within worker.grace_s, the rest is put back).
-    `notice` receives the start-up lines meant for the operator. `sender` replaces the configured one.
+    `notice` receives the start-up lines meant for the operator. `sender` replaces the configured one
+    (for tenants without Evolution settings of their own). `all_tenants` serves every tenant, not just
+    settings.tenant.
     """
     worker = _Worker(
         settings,
@@ -116,13 +119,14 @@ def run_worker(
         stop_event=stop_event or threading.Event(),
         notice=notice or (lambda _text: None),
         sender=sender,
+        all_tenants=all_tenants,
     )
     return worker.run()
 
 
 class _Worker:
     """One worker run. Threads: this one claims; `concurrency` Runners send; one Completer stores;
-    one listener turns NOTIFY into wake-ups; the webhook dispatcher delivers events.
+    one listener turns NOTIFY into wake-ups; a webhook dispatcher per tenant served delivers events.
     """
 
     def __init__(
@@ -135,6 +139,7 @@ class _Worker:
         stop_event: threading.Event,
         notice: Callable[[str], None],
         sender: Sender | None,
+        all_tenants: bool = False,
     ) -> None:
         self.settings = settings
         self.cfg = settings.worker
@@ -144,22 +149,23 @@ class _Worker:
         self.stop_event = stop_event
         self.notice = notice
         self.given_sender = sender
+        self.all_tenants = all_tenants
+        self.tenants: list[UUID] = []
+        self.unpaced_served: dict[UUID, float] = {}  # tenant -> when its last unpaced job was claimed
         self.id = new_worker_id()
         logs.bind(worker=self.id)
         from dispara.audio.handlers import install
 
         install()  # audio task types, before the claim filter is fixed
         self.task_types = handlers.task_types()
-        self.webhooks = WebhookDispatcher(settings, worker=self.id, policy=RetryPolicy.of(settings.worker))
-        self.events = JobEvents(self.webhooks, campaign_level=settings.webhook.campaign_events == "campaign")
-        self.webhook_checked = 0.0
+        self.lanes: Lanes | None = None
+        self.settings_checked = 0.0
         self.next_tick = 0.0  # monotonic time of the next campaign-scheduler tick
         self.threads: list[threading.Thread] = []
         self.sender: Sender | None = None
         self.shared: Shared | None = None
         self.conn: Connection
         self.handler_conns = ThreadConnections(settings)
-        self.ctx: handlers.HandlerContext | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     def run(self) -> WorkerSummary:
@@ -171,11 +177,10 @@ class _Worker:
             self.shared = Shared(self.settings, self.id, tenant)
             spool.replay(self.conn, self.settings.data_dir, self.shared.policy)
             self.sender = self.given_sender or make_sender(self.settings, self.concurrency)
-            self.refresh_webhook()
-            self.webhooks.start(tenant)
-            self.announce(self.sender)
-            self.start_threads(self.shared, self.sender)
-            leases.ensure_instances(self.conn, tenant_id=tenant)
+            self.lanes = self.make_lanes(self.sender)
+            self.refresh_tenants()
+            self.announce(self.sender, self.lanes)
+            self.start_threads(self.shared, self.lanes)
             stopped = self.loop(self.shared, deadline)
         except BaseException:
             self.shutdown()
@@ -185,40 +190,51 @@ class _Worker:
         summary = self.summary(time.monotonic() - started, stopped)
         try:
             if self.once and self.shared is not None:
-                summary.left = leases.left(self.conn, tenant_id=self.shared.tenant)
+                summary.left = leases.left(self.conn, tenants=self.tenants)
         except (psycopg.Error, DatabaseError) as exc:
             log.warning("could not tell what is left in the queue: %s", exc)
         finally:
             self.conn.close()
         return summary
 
-    def announce(self, sender: Sender) -> None:
+    def make_lanes(self, sender: Sender) -> Lanes:
+        return Lanes(
+            self.settings,
+            worker_id=self.id,
+            concurrency=self.concurrency,
+            connection=self.handler_conns,
+            default=sender,
+            make_sender=make_sender,
+            tenant_first=self.all_tenants,
+        )
+
+    def announce(self, sender: Sender, lanes: Lanes) -> None:
         from dispara.providers.outbox import OutboxSender
 
         if isinstance(sender, OutboxSender):
             where = f"no Evolution URL set: messages go to the outbox file {sender.path}, not to WhatsApp"
         else:
             where = f"sending through {sender.label}"
+        if self.all_tenants:
+            where = f"serving every tenant ({len(self.tenants)} now); without settings of their own, {where}"
+            self.notice(f"worker {self.id}: {where}")
+            return
         self.notice(f"worker {self.id}: {where}")
-        if self.webhooks.label:
-            self.notice(f"worker {self.id}: job events go to {self.webhooks.label}")
+        lane = lanes.get(self.tenants[0])
+        if lane.ctx.sender is not sender:
+            self.notice(
+                f"worker {self.id}: the tenant's own settings: sending through {lane.ctx.sender.label}"
+            )
+        if lane.events.dispatcher.label:
+            self.notice(f"worker {self.id}: job events go to {lane.events.dispatcher.label}")
         elif self.settings.webhook.required:
             self.notice(
                 f"worker {self.id}: webhook.required is set but no webhook is configured: jobs will fail"
             )
 
-    def start_threads(self, shared: Shared, sender: Sender) -> None:
-        ctx = handlers.HandlerContext(
-            self.settings,
-            sender,
-            shared.policy,
-            tenant_id=shared.tenant,
-            worker_id=self.id,
-            connection=self.handler_conns,
-        )
-        self.ctx = ctx
-        runner = Runner(shared, ctx, self.events)
-        completer = Completer(shared, self.events)
+    def start_threads(self, shared: Shared, lanes: Lanes) -> None:
+        runner = Runner(shared, lanes)
+        completer = Completer(shared, lanes)
         specs: list[tuple[str, Callable[[], None]]] = [
             (f"sender-{i}", runner.loop) for i in range(self.concurrency)
         ]
@@ -233,11 +249,10 @@ class _Worker:
         shared = self.shared
         if shared is not None:
             self.drain(shared)
-        self.webhooks.close(min(WEBHOOK_DRAIN_S, max(self.cfg.grace_s, 1.0)))
+        if self.lanes is not None:
+            self.lanes.close(min(WEBHOOK_DRAIN_S, max(self.cfg.grace_s, 1.0)))
         if self.sender is not None and self.given_sender is None:
             self.sender.close()
-        if self.ctx is not None:
-            handlers.close_services(self.ctx)
         self.handler_conns.close()
 
     def drain(self, shared: Shared) -> None:
@@ -291,7 +306,7 @@ class _Worker:
             state = item
             items = released(state.take_rest())
             if state.run.instance is not None:
-                items.append(RunEnd(state.run.instance, 0.0))
+                items.append(RunEnd(state.run.instance, 0.0, tenant_id=state.run.tenant_id))
             shared.outcomes.put(items)
             shared.run_finished(state)
 
@@ -400,7 +415,7 @@ class _Worker:
         """How long to wait for a wake-up: the poll interval, cut short by what is due before it."""
         timeout = self.cfg.poll_interval_s
         if idle:
-            due = leases.next_due_in(self.conn, tenant_id=shared.tenant)
+            due = leases.next_due_in(self.conn, tenants=self.tenants)
             if due is not None:  # an instance's gap ends before the next poll
                 timeout = min(timeout, due + 0.001)
         return min(timeout, until - time.monotonic(), self.next_tick - time.monotonic())
@@ -417,22 +432,32 @@ class _Worker:
     def work_soon(self, shared: Shared) -> bool:
         # --once also waits for work due within the horizon (retry backoff, a dead worker's expiring lease).
         return leases.has_work_soon(
-            self.conn, tenant_id=shared.tenant, task_types=self.task_types, horizon_s=self.cfg.once_horizon_s
+            self.conn, tenants=self.tenants, task_types=self.task_types, horizon_s=self.cfg.once_horizon_s
         )
 
     @metrics.timed_claim
     def claim(self, shared: Shared, free: int) -> int:
         """Claim up to `free` runs and hand them to the sender threads; returns how many."""
         mark = shared.halt_mark()
-        runs = claim_paced(self.conn, self.claimer(shared), instances=free, run_size=self.cfg.batch_size)
-        runs += claim_unpaced(self.conn, self.claimer(shared), limit=free - len(runs))
+        runs = claim(self.conn, self.claimer(), slots=free, run_size=self.cfg.batch_size)
         if not runs:
             return 0
-        states = shared.claimed(runs, time.monotonic(), mark)
-        self.events.claimed(self.conn, shared.tenant, runs)
+        now = time.monotonic()
+        states = shared.claimed(runs, now, mark)
+        self.unpaced_served |= {r.tenant_id: now for r in runs if r.instance is None and r.tenant_id}
+        self.campaigns_claimed(shared, runs)
         for state in states:
             shared.runs.put(state)
         return len(runs)
+
+    def campaigns_claimed(self, shared: Shared, runs: list[Run]) -> None:
+        """Campaign-level start events, per tenant; builds the lanes of tenants claimed the first time."""
+        assert self.lanes is not None
+        by_tenant: dict[UUID, list[Run]] = {}
+        for run in runs:
+            by_tenant.setdefault(run.tenant_id or shared.tenant, []).append(run)
+        for tenant, part in by_tenant.items():
+            self.lanes.for_claimed(tenant).events.claimed(self.conn, tenant, part)
 
     def schedule(self) -> None:
         """Start campaigns whose time has come and hold those outside their send window.
@@ -457,14 +482,16 @@ class _Worker:
             due_in = (result.next_change - result.now).total_seconds()
             self.next_tick = min(self.next_tick, time.monotonic() + max(0.0, due_in))
 
-    def claimer(self, shared: Shared) -> Claimer:
-        return Claimer(shared.tenant, self.id, self.cfg.lease_s, self.task_types)
+    def claimer(self) -> Claimer:
+        # Unpaced jobs go to the tenant served least recently first (instances take turns in SQL).
+        tenants = sorted(self.tenants, key=lambda t: self.unpaced_served.get(t, 0.0))
+        return Claimer(tenants, self.id, self.cfg.lease_s, self.task_types)
 
     def maintenance(self, shared: Shared) -> None:
         """Every lease/3: renew our leases, take back dead workers' ones, re-read the webhook setting."""
         self.heartbeat(shared)
         reset = leases.reset_expired(
-            self.conn, tenant_id=shared.tenant, worker=self.id, lease_s=self.cfg.lease_s, policy=shared.policy
+            self.conn, tenants=self.tenants, worker=self.id, lease_s=self.cfg.lease_s, policy=shared.policy
         )
         shared.tally.leases_reset += reset.jobs + len(reset.exhausted)
         if reset.jobs or reset.instances:
@@ -472,8 +499,8 @@ class _Worker:
         if reset.exhausted:
             shared.taken_over(reset.exhausted)
             shared.outcomes.put(list(reset.failures(shared.policy)))
-        if time.monotonic() - self.webhook_checked >= WEBHOOK_REFRESH_S:
-            self.refresh_webhook()
+        if time.monotonic() - self.settings_checked >= SETTINGS_REFRESH_S:
+            self.refresh_tenants()
 
     def maintenance_interval(self) -> float:
         return max(0.05, self.cfg.lease_s / 3)
@@ -482,7 +509,6 @@ class _Worker:
         jobs, instances = shared.held()
         leases.heartbeat(
             self.conn,
-            tenant_id=shared.tenant,
             worker=self.id,
             lease_s=self.cfg.lease_s,
             jobs=jobs,
@@ -490,10 +516,17 @@ class _Worker:
         )
         shared.last_heartbeat = time.monotonic()
 
-    def refresh_webhook(self) -> None:
-        assert self.shared is not None
-        self.webhook_checked = time.monotonic()
-        self.webhooks.configure(resolve_target(self.settings, self.conn, self.shared.tenant))
+    def refresh_tenants(self) -> None:
+        """The tenants served (new ones get their instance rows), and each one's webhook setting."""
+        assert self.shared is not None and self.lanes is not None
+        self.settings_checked = time.monotonic()
+        tenants = all_ids(self.conn) if self.all_tenants else [self.shared.tenant]
+        for tenant in sorted(set(tenants) - set(self.tenants)):
+            leases.ensure_instances(self.conn, tenant_id=tenant)
+        self.tenants = tenants
+        if not self.all_tenants:
+            self.lanes.get(self.shared.tenant)
+        self.lanes.refresh(self.conn)
 
     # ---- wake-ups --------------------------------------------------------------------------------------
     def listen(self, shared: Shared) -> None:

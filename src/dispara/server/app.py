@@ -32,7 +32,7 @@ from dispara.errors import ConfigError, DisparaError
 from dispara.providers.base import Sender
 from dispara.queue import handlers
 from dispara.queue.backoff import RetryPolicy
-from dispara.queue.webhooks import JobEvents, WebhookDispatcher, resolve_target
+from dispara.queue.webhooks import JobEvents, WebhookDispatcher, tenant_target
 from dispara.queue.worker import new_worker_id
 from dispara.receipts.setup import mask_secret_path
 from dispara.server import evolution_hooks
@@ -129,7 +129,7 @@ class Server:
 
         with connect(self.settings) as conn:  # migrates the embedded database, refuses an old schema
             tenant = tenant_id(conn, self.settings.tenant)
-            self.webhooks.configure(resolve_target(self.settings, conn, tenant))
+            self.webhooks.configure(tenant_target(self.settings, conn, tenant))
             conn.commit()
         self.tenant = tenant
         self.webhooks.start(tenant)
@@ -345,7 +345,11 @@ def _dispatch(server: Server) -> dict[str, Any]:
     from dispara.queue.worker import run_worker
 
     summary = run_worker(
-        server.settings, once=True, max_seconds=server.settings.server.dispatch_seconds, sender=server.sender
+        server.settings,
+        once=True,
+        max_seconds=server.settings.server.dispatch_seconds,
+        sender=server.sender,
+        all_tenants=server.settings.server.dispatch_all_tenants,
     )
     return asdict(summary)
 

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from dispara.config import ServerConfig, Settings
+from dispara.config import ServerConfig, Settings, reveal
 from dispara.errors import ConfigError
 from dispara.server.app import create_app
-from tests.integration.qstash.conftest import SERVE_KEY, deliver, seed_qstash_campaign
+from dispara.tenant_settings import set_value
+from tests.integration.qstash.conftest import PUBLIC_URL, SERVE_KEY, deliver, seed_qstash_campaign
 from tests.integration.queue.conftest import Conn, campaign_state, scalar, seed_campaign
 from tests.stubs.evolution_stub import EvolutionStub
 
@@ -94,6 +95,26 @@ def test_dispatch_drains_due_jobs_and_answers_a_summary(client: TestClient, conn
     summary = response.json()
     assert summary["sent"] == 3 and summary["stopped"] == "once"
     assert campaign_state(conn, seeded.campaign_id)["status"] == "completed"
+
+
+def test_dispatch_with_all_tenants_drains_every_tenant_each_with_its_key(
+    qsettings: Settings, conn: Conn, evolution: EvolutionStub
+) -> None:
+    evolution.configure(other_keys={"key-of-b-0123456789"})
+    mine = seed_campaign(conn, 2, instances=["inst-j"])
+    theirs = seed_campaign(conn, 3, instances=["inst-j"], tenant_name="b")
+    set_value(conn, theirs.tenant_id, "evolution-apikey", "key-of-b-0123456789")
+    conn.commit()
+    server = qsettings.server.model_copy(update={"dispatch_all_tenants": True})
+    app = create_app(qsettings.model_copy(update={"server": server}))
+    with TestClient(app, base_url=PUBLIC_URL) as client:
+        summary = client.post("/dispatch", headers=AUTH).json()
+    assert summary["sent"] == 5
+    keys = {r.body["number"]: r.headers["apikey"] for r in evolution.sends()}
+    assert {keys[p] for p in theirs.phones} == {"key-of-b-0123456789"}
+    assert {keys[p] for p in mine.phones} == {reveal(qsettings.evolution.api_key)}
+    for seeded in (mine, theirs):
+        assert campaign_state(conn, seeded.campaign_id)["status"] == "completed"
 
 
 def test_campaign_route_answers_the_status_document(client: TestClient, conn: Conn) -> None:

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from dispara.queue.claim import Claimer, claim_paced
+from dispara.queue.claim import Claimer, claim
 from dispara.queue.complete import apply_batch
 from dispara.queue.model import Outcome, RunEnd
 from tests.helpers import run_cli
@@ -16,7 +16,7 @@ from tests.integration.queue.conftest import Conn, Seeded, campaign_state, job_r
 
 def finish(conn: Conn, s: Seeded, outcomes: dict[int, str]) -> None:
     """Claim everything, then store `sent` or a permanent failure for the jobs at the given indexes."""
-    runs = claim_paced(conn, Claimer(s.tenant_id, "w", 30, ["send-message"]), instances=10, run_size=100)
+    runs = claim(conn, Claimer([s.tenant_id], "w", 30, ["send-message"]), slots=10, run_size=100)
     jobs = {j.id: j for r in runs for j in r.jobs}
     done = []
     for index, kind in outcomes.items():
@@ -112,7 +112,7 @@ def test_cancel_pending_job(env_db: str, conn: Conn, capsys: pytest.CaptureFixtu
 
 def test_redrive_repairs_then_drains(env_db: str, conn: Conn, capsys: pytest.CaptureFixture[str]) -> None:
     s = seed_campaign(conn, 4, instances=["a", "b"])
-    claim_paced(conn, Claimer(s.tenant_id, "dead", 30, ["send-message"]), instances=1, run_size=1)
+    claim(conn, Claimer([s.tenant_id], "dead", 30, ["send-message"]), slots=1, run_size=1)
     # The dead worker's lease is over; another job failed on a crash with attempts left; "b" rested enough.
     conn.execute("UPDATE jobs SET locked_until = now() - interval '1 second' WHERE locked_by = 'dead'")
     conn.execute("UPDATE instances SET locked_until = now() - interval '1 second' WHERE locked_by = 'dead'")

@@ -6,7 +6,7 @@ from uuid import UUID
 
 from dispara.queue import leases
 from dispara.queue.backoff import DEFAULT_POLICY
-from dispara.queue.claim import Claimer, Run, claim_paced, claim_unpaced
+from dispara.queue.claim import Claimer, Run, claim
 from tests.integration.queue.conftest import Conn, job_rows, scalar, seed_campaign
 
 TYPES = ["send-message"]
@@ -15,7 +15,7 @@ TYPES = ["send-message"]
 def paced(
     conn: Conn, tenant: UUID, *, worker: str = "w1", instances: int = 10, run_size: int = 100
 ) -> list[Run]:
-    runs = claim_paced(conn, Claimer(tenant, worker, 30, TYPES), instances=instances, run_size=run_size)
+    runs = claim(conn, Claimer([tenant], worker, 30, TYPES), slots=instances, run_size=run_size)
     conn.commit()
     return runs
 
@@ -142,7 +142,9 @@ def test_unpaced_claim_takes_known_task_types_only(conn: Conn) -> None:
         (s.tenant_id, s.tenant_id),
     )
     conn.commit()
-    runs = claim_unpaced(conn, Claimer(s.tenant_id, "w", 30, TYPES), limit=10)
+    conn.execute("UPDATE instances SET paused_until = now() + interval '1 hour'")
+    conn.commit()
+    runs = claim(conn, Claimer([s.tenant_id], "w", 30, TYPES), slots=10, run_size=1)
     conn.commit()
     assert [(r.instance, r.jobs[0].task_type) for r in runs] == [(None, "send-message")]
 
@@ -155,7 +157,7 @@ def test_expired_leases_go_back_at_no_cost_and_poison_jobs_are_taken_over(conn: 
     conn.execute("UPDATE jobs SET lease_expiries = 2 WHERE id = %s", (s.job_ids[0],))
     conn.execute("UPDATE instances SET locked_until = now() - interval '1 second'")
     conn.commit()
-    reset = leases.reset_expired(conn, tenant_id=s.tenant_id, worker="me", lease_s=0.001)
+    reset = leases.reset_expired(conn, tenants=[s.tenant_id], worker="me", lease_s=0.001)
     conn.commit()
     assert (reset.jobs, reset.instances, [j.id for j in reset.exhausted]) == (1, 1, [s.job_ids[0]])
     assert "stopped 3 times" in reset.failures(DEFAULT_POLICY)[0].error  # type: ignore[operator]
@@ -175,7 +177,7 @@ def test_leases_get_a_leases_grace_after_a_server_restart(conn: Conn) -> None:
     conn.execute("UPDATE instances SET locked_until = now() - interval '1 second'")
     conn.commit()
     # The server started less than a day ago: a holder cut off by the restart may still come back.
-    reset = leases.reset_expired(conn, tenant_id=s.tenant_id, worker="me", lease_s=86_400)
+    reset = leases.reset_expired(conn, tenants=[s.tenant_id], worker="me", lease_s=86_400)
     conn.commit()
     assert (reset.jobs, reset.instances) == (0, 0)
     assert job_rows(conn, s.job_ids)[0]["locked_by"] == "cut-off"
@@ -187,7 +189,7 @@ def test_a_lapsed_lease_of_a_cancelled_campaign_cancels_its_message(conn: Conn) 
     conn.execute("UPDATE jobs SET locked_until = now() - interval '1 second'")
     conn.execute("UPDATE campaigns SET status = 'cancelled'")
     conn.commit()
-    leases.reset_expired(conn, tenant_id=s.tenant_id, worker="me", lease_s=0.001)
+    leases.reset_expired(conn, tenants=[s.tenant_id], worker="me", lease_s=0.001)
     conn.commit()
     assert job_rows(conn, s.job_ids)[0]["status"] == "cancelled"
     assert scalar(conn, "SELECT status FROM message_logs WHERE id = %s", s.message_ids[0]) == "cancelled"
@@ -195,15 +197,15 @@ def test_a_lapsed_lease_of_a_cancelled_campaign_cancels_its_message(conn: Conn) 
 
 def test_heartbeat_extends_only_my_leases(conn: Conn) -> None:
     s = seed_campaign(conn, 2, instances=["a", "b"], delay=(1, 1))
-    claim_paced(conn, Claimer(s.tenant_id, "me", 5, TYPES), instances=1, run_size=1)
-    claim_paced(conn, Claimer(s.tenant_id, "you", 5, TYPES), instances=1, run_size=1)
+    claim(conn, Claimer([s.tenant_id], "me", 5, TYPES), slots=1, run_size=1)
+    claim(conn, Claimer([s.tenant_id], "you", 5, TYPES), slots=1, run_size=1)
     conn.commit()
     mine_ids = [r[0] for r in conn.execute("SELECT id FROM jobs WHERE locked_by = 'me'").fetchall()]
     # A job the worker no longer holds in memory (forgotten) is not renewed, even though it is locked_by me.
     conn.execute("UPDATE jobs SET locked_by = 'me' WHERE locked_by = 'you'")
     conn.commit()
     leases.heartbeat(
-        conn, tenant_id=s.tenant_id, worker="me", lease_s=600, jobs=mine_ids, instances=["a", "b"]
+        conn, worker="me", lease_s=600, jobs=mine_ids, instances=[(s.tenant_id, "a"), (s.tenant_id, "b")]
     )
     conn.execute("UPDATE jobs SET locked_by = 'you' WHERE NOT (id = ANY(%s))", (mine_ids,))
     conn.commit()

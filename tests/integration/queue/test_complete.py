@@ -10,14 +10,14 @@ from dispara.errors import PermanentServiceError, TransientServiceError
 from dispara.providers.base import InstanceUnavailableError, ServerUnreachableError
 from dispara.queue import backoff, handlers
 from dispara.queue.backoff import RetryPolicy
-from dispara.queue.claim import Claimer, claim_paced
+from dispara.queue.claim import Claimer, claim
 from dispara.queue.complete import apply_batch
 from dispara.queue.model import ClaimedJob, Outcome, RunEnd
 from tests.integration.queue.conftest import Conn, Seeded, campaign_state, job_rows, scalar, seed_campaign
 
 
 def claim_all(conn: Conn, s: Seeded, worker: str = "w1") -> list[ClaimedJob]:
-    runs = claim_paced(conn, Claimer(s.tenant_id, worker, 30, ["send-message"]), instances=100, run_size=1000)
+    runs = claim(conn, Claimer([s.tenant_id], worker, 30, ["send-message"]), slots=100, run_size=1000)
     conn.commit()
     return [j for r in runs for j in r.jobs]
 

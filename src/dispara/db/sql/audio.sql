@@ -1,7 +1,7 @@
 -- Audio jobs: delivering their result on WhatsApp without overlapping a campaign send on the instance.
 
 -- name: audio_instance_lease
--- Take the instance's lease (the one campaign runs take, see queue_claim_paced) if nobody holds it.
+-- Take the instance's lease (the one campaign runs take, see queue_claim) if nobody holds it.
 -- Campaign pacing (next_send_at, daily caps) does not apply to an audio delivery; the lease does.
 -- Returns a row only when the caller now holds the lease (taken, or its own extended).
 INSERT INTO {instances} (tenant_id, name, day, locked_by, locked_until)

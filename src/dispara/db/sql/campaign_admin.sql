@@ -88,10 +88,11 @@ WHERE campaign_id = %(campaign_id)s AND status = 'processing' AND locked_until >
 
 -- name: campaign_delete
 -- The foreign keys cascade too; deleting explicitly is what lets us count what went.
-WITH messages AS (DELETE FROM {message_logs} WHERE campaign_id = %(campaign_id)s RETURNING 1),
-     jobs AS (DELETE FROM {jobs} WHERE campaign_id = %(campaign_id)s RETURNING 1),
+-- Each CTE is named apart from its table: a count reads what was deleted, never a (renamed) table.
+WITH gone_messages AS (DELETE FROM {message_logs} WHERE campaign_id = %(campaign_id)s RETURNING 1),
+     gone_jobs AS (DELETE FROM {jobs} WHERE campaign_id = %(campaign_id)s RETURNING 1),
      gone AS (DELETE FROM {campaigns} WHERE id = %(campaign_id)s RETURNING 1)
-SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM {jobs}), (SELECT count(*) FROM gone);
+SELECT (SELECT count(*) FROM gone_messages), (SELECT count(*) FROM gone_jobs), (SELECT count(*) FROM gone);
 
 -- name: campaign_status_for_update
 SELECT status FROM {campaigns} WHERE id = %(campaign_id)s FOR UPDATE;

@@ -24,8 +24,35 @@ COPY {message_logs} (
     instance_name, status, queued_at, contact
 ) FROM STDIN;
 
+-- name: message_logs_ids_ordered
+-- bigint ids come from a sequence, in the order rows are copied; an adopted table's uuid keys do not.
+SELECT format_type(atttypid, atttypmod) = 'bigint'
+FROM pg_attribute WHERE attrelid = '{message_logs}'::regclass AND attname = 'id';
+
+-- name: message_logs_last_id
+SELECT coalesce(max(id), 0) FROM {message_logs};
+
+-- name: jobs_insert_for_messages
+-- The jobs of the messages just copied, derived server-side (no second trip of every message over the wire).
+-- Found by id range: ids were handed out in the order the rows were copied, so id order is seq order.
+INSERT INTO {jobs} (tenant_id, payload, run_at, max_attempts, instance, campaign_id, message_id)
+SELECT m.tenant_id,
+       jsonb_build_object(
+           'run_location', 'supabase',
+           'task_type', 'send-message',
+           'data', jsonb_build_object('message_id', m.id, 'campaign_id', m.campaign_id)
+       ),
+       coalesce(%(run_at)s::timestamptz, now()),
+       %(max_attempts)s,
+       m.instance_name,
+       m.campaign_id,
+       m.id
+FROM {message_logs} m
+WHERE m.id > %(after)s AND m.id <= %(upto)s AND m.campaign_id = %(campaign_id)s
+ORDER BY m.id;
+
 -- name: jobs_insert_for_campaign
--- Jobs are derived server-side from the rows just copied: no second trip of every message over the wire.
+-- The same for every message of the campaign at once, in seq order: for keys that are not in copy order.
 INSERT INTO {jobs} (tenant_id, payload, run_at, max_attempts, instance, campaign_id, message_id)
 SELECT m.tenant_id,
        jsonb_build_object(

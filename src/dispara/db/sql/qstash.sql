@@ -49,7 +49,7 @@ ORDER BY c.created_at;
 SELECT m.status, m.updated_at < now() - make_interval(secs => %(lease_s)s) AS stale,
        m.tenant_id, m.campaign_id, m.phone_number, m.message_content, m.message_type, m.media_url,
        m.file_name, m.instance_name, c.status, c.tenant_id, c.retries, c.transport, c.delay_min, c.delay_max,
-       EXISTS (SELECT 1 FROM {optouts} x WHERE x.tenant_id = m.tenant_id AND x.phone = m.phone_number)
+       (SELECT o.opted FROM dispara_opted_out(m.tenant_id, m.phone_number) o)
 FROM {message_logs} m
 JOIN {campaigns} c ON c.id = m.campaign_id
 WHERE m.id = %(message_id)s

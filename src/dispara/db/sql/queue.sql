@@ -1,17 +1,26 @@
--- The jobs queue: claim, complete, lease upkeep. Every statement is scoped to one tenant, whose
--- Evolution server and webhook the worker uses. Times are the database's now(), never a host clock.
+-- The jobs queue: claim, complete, lease upkeep. Statements are scoped to the tenants a worker serves
+-- (one, or every one with `worker --all-tenants`); completions to one tenant at a time. Times are the
+-- database's now(), never a host clock.
 -- The pacing calendar day is São Paulo's: daily caps reset at local midnight, not at UTC's.
 
--- name: queue_claim_paced
--- Ready instances (no lease, gap elapsed, not paused, work due), each leased with its next run of jobs:
--- one job, or up to run_size consecutive ones while their campaigns have no gap (delay_max = 0).
+-- name: queue_claim
+-- One claim for every kind of job: ready instances (no lease, gap elapsed, not paused, work due), each
+-- leased with its next run of jobs, then, in the slots left, jobs that no instance paces (no `instance`).
+-- A run is one job, or up to run_size consecutive ones while their campaigns have no gap (delay_max = 0).
 -- Every job with an instance is a message send: task types are filtered for unpaced jobs only.
-WITH ready AS (
-    SELECT i.tenant_id, i.name, i.probe, i.consecutive_failures AS streak,
-           CASE WHEN i.day = (now() AT TIME ZONE 'America/Sao_Paulo')::date THEN i.sent_today ELSE 0 END
-               AS sent_today
+-- Across tenants the slots go round: each tenant's first ready instance before anyone's second, the
+-- tenant claimed least recently first; within a tenant, the instance that has waited longest.
+WITH served AS (
+    SELECT i.tenant_id, max(i.claimed_at) AS claimed_at
     FROM {instances} i
-    -- Only instances with a job that the next CTE would take: one whose jobs are all blocked (paused
+    WHERE i.tenant_id = ANY(%(tenants)s::uuid[])
+    GROUP BY i.tenant_id
+),
+eligible AS (
+    SELECT i.tenant_id, i.name, i.next_send_at,
+           row_number() OVER (PARTITION BY i.tenant_id ORDER BY i.next_send_at, i.name) AS turn
+    FROM {instances} i
+    -- Only instances with a job that `candidates` would take: one whose jobs are all blocked (paused
     -- campaign, spent daily cap) must not hold a slot. LATERAL ... LIMIT 1, not EXISTS: with EXISTS the
     -- planner hashes every pending job of the tenant.
     CROSS JOIN LATERAL (
@@ -27,12 +36,24 @@ WITH ready AS (
                              THEN i.sent_today ELSE 0 END < ec.daily_cap)))
         LIMIT 1
     ) has_work
-    WHERE i.tenant_id = %(tenant_id)s
+    WHERE i.tenant_id = ANY(%(tenants)s::uuid[])
       AND (i.locked_until IS NULL OR i.locked_until < now())
       AND i.next_send_at <= now()
       AND (i.paused_until IS NULL OR i.paused_until <= now())
       AND has_work.ok
-    ORDER BY i.next_send_at, i.name
+),
+ready AS (
+    SELECT i.tenant_id, i.name, i.probe, i.consecutive_failures AS streak,
+           CASE WHEN i.day = (now() AT TIME ZONE 'America/Sao_Paulo')::date THEN i.sent_today ELSE 0 END
+               AS sent_today
+    FROM eligible e
+    JOIN served s ON s.tenant_id = e.tenant_id
+    JOIN {instances} i ON i.tenant_id = e.tenant_id AND i.name = e.name
+    -- Checked again on the row locked: another worker may have leased it since this statement began.
+    WHERE (i.locked_until IS NULL OR i.locked_until < now())
+      AND i.next_send_at <= now()
+      AND (i.paused_until IS NULL OR i.paused_until <= now())
+    ORDER BY e.turn, s.claimed_at NULLS FIRST, e.next_send_at, e.tenant_id, e.name
     LIMIT %(instances)s
     FOR UPDATE OF i SKIP LOCKED
 ),
@@ -71,6 +92,33 @@ picked AS (
     FROM numbered
     WHERE n = 1 OR (NOT gapped AND (daily_cap IS NULL OR sent_today + n <= daily_cap))
 ),
+room AS (
+    SELECT greatest(0, %(instances)s - count(*)) AS n FROM (SELECT DISTINCT tenant_id, name FROM picked) p
+),
+-- Unpaced jobs: each tenant's first ones before anyone's next, in the order the tenants are given (the
+-- worker puts the one it served least recently first). Rows locked and not taken are let go when the
+-- statement ends.
+unpaced AS (
+    SELECT u.id, u.message_id, t.rank,
+           row_number() OVER (PARTITION BY t.id ORDER BY u.priority DESC, u.run_at, u.id) AS turn
+    FROM unnest(%(tenants)s::uuid[]) WITH ORDINALITY AS t(id, rank)
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.message_id, j.priority, j.run_at
+        FROM {jobs} j
+        WHERE j.tenant_id = t.id AND j.status = 'pending' AND j.instance IS NULL AND j.run_at <= now()
+          AND j.payload ->> 'task_type' = ANY(%(task_types)s)
+          AND (j.campaign_id IS NULL
+               OR EXISTS (SELECT 1 FROM {campaigns} c WHERE c.id = j.campaign_id AND c.status = 'processing'))
+        ORDER BY j.priority DESC, j.run_at, j.id
+        LIMIT (SELECT n FROM room)
+        FOR UPDATE OF j SKIP LOCKED
+    ) u
+),
+taken AS (
+    SELECT id, message_id FROM picked
+    UNION ALL
+    (SELECT id, message_id FROM unpaced ORDER BY turn, rank LIMIT (SELECT n FROM room))
+),
 -- `= ANY(ARRAY(...))` makes the updates primary-key lookups; a join tempts the planner into hashing the table.
 claimed AS (
     UPDATE {jobs} j
@@ -79,24 +127,23 @@ claimed AS (
         locked_until = now() + make_interval(secs => %(lease_s)s),
         started_at = now(),
         updated_at = now()
-    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
+    WHERE j.id = ANY(ARRAY(SELECT id FROM taken))
     -- `attempts` is the attempt this claim makes; it is spent only when the completer stores a try.
-    RETURNING j.id, j.instance, j.payload, j.attempts + 1 AS attempts, j.max_attempts, j.campaign_id,
-              j.message_id, j.priority, j.run_at, j.started_at
+    RETURNING j.id, j.tenant_id, j.instance, j.payload, j.attempts + 1 AS attempts, j.max_attempts,
+              j.campaign_id, j.message_id, j.priority, j.run_at, j.started_at
 ),
 -- Only sendable messages are returned: a job whose message was cancelled meanwhile comes back without one,
 -- and one whose number has just been opted out comes back cancelled; either way its job completes unsent.
 sending AS (
     UPDATE {message_logs} m
     -- A number opted out after the campaign was queued is cancelled here, at the last moment, not sent.
-    SET status = CASE WHEN EXISTS (SELECT 1 FROM {optouts} x
-                                   WHERE x.tenant_id = m.tenant_id AND x.phone = m.phone_number)
-                      THEN 'cancelled' ELSE 'sending' END,
-        error_message = CASE WHEN EXISTS (SELECT 1 FROM {optouts} x
-                                          WHERE x.tenant_id = m.tenant_id AND x.phone = m.phone_number)
-                             THEN 'opted out after the campaign was queued' ELSE m.error_message END,
+    SET (status, error_message) = (
+            SELECT CASE WHEN o.opted THEN 'cancelled' ELSE 'sending' END,
+                   CASE WHEN o.opted THEN 'opted out after the campaign was queued' ELSE m.error_message END
+            FROM dispara_opted_out(m.tenant_id, m.phone_number) o
+        ),
         updated_at = now()
-    WHERE m.id = ANY(ARRAY(SELECT message_id FROM picked WHERE message_id IS NOT NULL))
+    WHERE m.id = ANY(ARRAY(SELECT message_id FROM taken WHERE message_id IS NOT NULL))
       AND m.status IN ('pending', 'queued', 'sending')
     RETURNING m.id, m.status, m.phone_number, m.message_content, m.message_type, m.media_url, m.file_name
 ),
@@ -109,86 +156,26 @@ started AS (
 ),
 leased AS (
     UPDATE {instances} i
-    SET locked_by = %(worker)s, locked_until = now() + make_interval(secs => %(lease_s)s), updated_at = now()
+    SET locked_by = %(worker)s, locked_until = now() + make_interval(secs => %(lease_s)s),
+        claimed_at = now(), updated_at = now()
     FROM (SELECT DISTINCT tenant_id, name FROM picked) p
     WHERE i.tenant_id = p.tenant_id AND i.name = p.name
 )
 -- Jobs ('j') and their messages ('m') come back as separate rows, matched by the caller: joining two
 -- CTEs that the planner believes hold one row each would be a nested loop, quadratic in the batch size.
 -- A message row carries its id as message_id: a job id and a message id need not have one type.
-SELECT 'j' AS kind, c.id, c.instance, c.payload, c.attempts, c.max_attempts, c.campaign_id, c.message_id,
-       c.started_at, cp.delay_min, cp.delay_max, c.priority, c.run_at,
+SELECT 'j' AS kind, c.id, c.tenant_id, c.instance, c.payload, c.attempts, c.max_attempts, c.campaign_id,
+       c.message_id, c.started_at, cp.delay_min, cp.delay_max, c.priority, c.run_at,
        NULL AS status, NULL AS phone_number, NULL AS message_content, NULL AS message_type,
        NULL AS media_url, NULL AS file_name, r.probe, r.streak
 FROM claimed c
 LEFT JOIN {campaigns} cp ON cp.id = c.campaign_id
-LEFT JOIN ready r ON r.name = c.instance  -- ready is one tenant's
+LEFT JOIN ready r ON r.tenant_id = c.tenant_id AND r.name = c.instance
 UNION ALL
-SELECT 'm', NULL, NULL, NULL, NULL, NULL, NULL, s.id, NULL, NULL, NULL, NULL, NULL,
+SELECT 'm', NULL, NULL, NULL, NULL, NULL, NULL, NULL, s.id, NULL, NULL, NULL, NULL, NULL,
        s.status, s.phone_number, s.message_content, s.message_type, s.media_url, s.file_name, NULL, NULL
 FROM sending s
-ORDER BY kind, instance, priority DESC, run_at, id;
-
--- name: queue_claim_unpaced
--- Jobs that no WhatsApp instance paces (no `instance`): a plain batch.
-WITH picked AS (
-    SELECT j.id
-    FROM {jobs} j
-    WHERE j.tenant_id = %(tenant_id)s AND j.status = 'pending' AND j.instance IS NULL AND j.run_at <= now()
-      AND j.payload ->> 'task_type' = ANY(%(task_types)s)
-      AND (j.campaign_id IS NULL
-           OR EXISTS (SELECT 1 FROM {campaigns} c WHERE c.id = j.campaign_id AND c.status = 'processing'))
-    ORDER BY j.priority DESC, j.run_at, j.id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-),
-claimed AS (
-    UPDATE {jobs} j
-    SET status = 'processing',
-        locked_by = %(worker)s,
-        locked_until = now() + make_interval(secs => %(lease_s)s),
-        started_at = now(),
-        updated_at = now()
-    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
-    -- `attempts` is the attempt this claim makes; it is spent only when the completer stores a try.
-    RETURNING j.id, j.instance, j.payload, j.attempts + 1 AS attempts, j.max_attempts, j.campaign_id,
-              j.message_id, j.priority, j.run_at, j.started_at
-),
-sending AS (
-    UPDATE {message_logs} m
-    -- A number opted out after the campaign was queued is cancelled here, at the last moment, not sent.
-    SET status = CASE WHEN EXISTS (SELECT 1 FROM {optouts} x
-                                   WHERE x.tenant_id = m.tenant_id AND x.phone = m.phone_number)
-                      THEN 'cancelled' ELSE 'sending' END,
-        error_message = CASE WHEN EXISTS (SELECT 1 FROM {optouts} x
-                                          WHERE x.tenant_id = m.tenant_id AND x.phone = m.phone_number)
-                             THEN 'opted out after the campaign was queued' ELSE m.error_message END,
-        updated_at = now()
-    WHERE m.id = ANY(ARRAY(SELECT message_id FROM claimed WHERE message_id IS NOT NULL))
-      AND m.status IN ('pending', 'queued', 'sending')
-    RETURNING m.id, m.status, m.phone_number, m.message_content, m.message_type, m.media_url, m.file_name
-),
-started AS (
-    -- The seed's started_at: the moment a campaign's first message was claimed (no-op afterwards).
-    UPDATE {campaigns} c
-    SET started_at = now()
-    WHERE c.id = ANY(ARRAY(SELECT DISTINCT campaign_id FROM claimed WHERE campaign_id IS NOT NULL))
-      AND c.started_at IS NULL
-)
--- Jobs ('j') and their messages ('m') come back as separate rows, matched by the caller: joining two
--- CTEs that the planner believes hold one row each would be a nested loop, quadratic in the batch size.
--- A message row carries its id as message_id: a job id and a message id need not have one type.
-SELECT 'j' AS kind, c.id, c.instance, c.payload, c.attempts, c.max_attempts, c.campaign_id, c.message_id,
-       c.started_at, cp.delay_min, cp.delay_max, c.priority, c.run_at,
-       NULL AS status, NULL AS phone_number, NULL AS message_content, NULL AS message_type,
-       NULL AS media_url, NULL AS file_name
-FROM claimed c
-LEFT JOIN {campaigns} cp ON cp.id = c.campaign_id
-UNION ALL
-SELECT 'm', NULL, NULL, NULL, NULL, NULL, NULL, s.id, NULL, NULL, NULL, NULL, NULL,
-       s.status, s.phone_number, s.message_content, s.message_type, s.media_url, s.file_name
-FROM sending s
-ORDER BY kind, priority DESC, run_at, id;
+ORDER BY kind, tenant_id, instance, priority DESC, run_at, id;
 
 -- name: queue_complete_jobs
 -- Outcomes of a batch for the jobs. Only the lease holder may write (locked_by = worker): a worker whose
@@ -354,9 +341,11 @@ WHERE id IN (
 UPDATE {instances}
 SET locked_until = now() + make_interval(secs => %(lease_s)s)
 WHERE (tenant_id, name) IN (
-    SELECT tenant_id, name FROM {instances}
-    WHERE tenant_id = %(tenant_id)s AND name = ANY(%(names)s::text[]) AND locked_by = %(worker)s
-    FOR UPDATE SKIP LOCKED
+    SELECT i.tenant_id, i.name FROM {instances} i
+    JOIN unnest(%(tenants)s::uuid[], %(names)s::text[]) AS h(tenant_id, name)
+        ON i.tenant_id = h.tenant_id AND i.name = h.name
+    WHERE i.locked_by = %(worker)s
+    FOR UPDATE OF i SKIP LOCKED
 );
 
 -- name: queue_reset_expired_jobs
@@ -367,7 +356,7 @@ WHERE (tenant_id, name) IN (
 -- grace to come back and renew: their leases lapsed only because nobody could reach the database.
 WITH expired AS (
     SELECT id, campaign_id FROM {jobs}
-    WHERE tenant_id = %(tenant_id)s AND status = 'processing'
+    WHERE tenant_id = ANY(%(tenants)s::uuid[]) AND status = 'processing'
       AND greatest(locked_until, pg_postmaster_start_time() + make_interval(secs => %(lease_s)s)) < now()
     FOR UPDATE SKIP LOCKED
 ),
@@ -386,8 +375,8 @@ reset AS (
     FROM expired e
     LEFT JOIN {campaigns} c ON c.id = e.campaign_id
     WHERE j.id = e.id
-    RETURNING j.id, j.instance, j.payload, j.attempts + 1 AS attempts, j.max_attempts, j.campaign_id,
-              j.message_id, j.started_at, j.status
+    RETURNING j.id, j.tenant_id, j.instance, j.payload, j.attempts + 1 AS attempts, j.max_attempts,
+              j.campaign_id, j.message_id, j.started_at, j.status
 ),
 requeued AS (
     UPDATE {message_logs} m
@@ -395,7 +384,7 @@ requeued AS (
     FROM reset r
     WHERE m.id = r.message_id AND r.status IN ('pending', 'cancelled') AND m.status = 'sending'
 )
-SELECT id, instance, payload, attempts, max_attempts, campaign_id, message_id, started_at, status
+SELECT id, tenant_id, instance, payload, attempts, max_attempts, campaign_id, message_id, started_at, status
 FROM reset;
 
 -- name: queue_reset_expired_instances
@@ -403,7 +392,7 @@ UPDATE {instances}
 SET locked_by = NULL, locked_until = NULL, updated_at = now()
 WHERE (tenant_id, name) IN (
     SELECT tenant_id, name FROM {instances}
-    WHERE tenant_id = %(tenant_id)s
+    WHERE tenant_id = ANY(%(tenants)s::uuid[])
       AND greatest(locked_until, pg_postmaster_start_time() + make_interval(secs => %(lease_s)s)) < now()
     FOR UPDATE SKIP LOCKED
 );
@@ -432,7 +421,7 @@ ON CONFLICT (tenant_id, name) DO NOTHING;
 -- Seconds until the first instance with due work may send again (its gap or pause ends); NULL if none.
 SELECT extract(epoch FROM min(greatest(i.next_send_at, coalesce(i.paused_until, '-infinity'))) - now())
 FROM {instances} i
-WHERE i.tenant_id = %(tenant_id)s
+WHERE i.tenant_id = ANY(%(tenants)s::uuid[])
   AND greatest(i.next_send_at, coalesce(i.paused_until, '-infinity')) > now()
   AND EXISTS (
       SELECT 1 FROM {jobs} j
@@ -448,7 +437,7 @@ SELECT EXISTS (
     FROM {jobs} j
     LEFT JOIN {campaigns} c ON c.id = j.campaign_id
     LEFT JOIN {instances} i ON i.tenant_id = j.tenant_id AND i.name = j.instance
-    WHERE j.tenant_id = %(tenant_id)s AND j.status = 'pending'
+    WHERE j.tenant_id = ANY(%(tenants)s::uuid[]) AND j.status = 'pending'
       AND j.run_at <= now() + make_interval(secs => %(horizon_s)s)
       AND j.payload ->> 'task_type' = ANY(%(task_types)s)
       AND (j.campaign_id IS NULL OR c.status = 'processing')
@@ -461,7 +450,7 @@ SELECT EXISTS (
     -- a dead worker's jobs, soon to be taken over
     SELECT 1
     FROM {jobs} j
-    WHERE j.tenant_id = %(tenant_id)s AND j.status = 'processing'
+    WHERE j.tenant_id = ANY(%(tenants)s::uuid[]) AND j.status = 'processing'
       AND j.locked_until <= now() + make_interval(secs => %(horizon_s)s)
 );
 
@@ -489,7 +478,7 @@ FROM (
     FROM {jobs} j
     LEFT JOIN {campaigns} c ON c.id = j.campaign_id
     LEFT JOIN {instances} i ON i.tenant_id = j.tenant_id AND i.name = j.instance
-    WHERE j.tenant_id = %(tenant_id)s AND j.status = 'pending'
+    WHERE j.tenant_id = ANY(%(tenants)s::uuid[]) AND j.status = 'pending'
 ) pending
 GROUP BY reason
 ORDER BY jobs DESC, reason

@@ -15,3 +15,7 @@ LIMIT 1;
 
 -- name: tenant_names
 SELECT name FROM {tenants} ORDER BY name LIMIT 50;
+
+-- name: tenant_ids
+-- Every tenant, for a worker that serves them all.
+SELECT id FROM {tenants} ORDER BY id;
