@@ -14,6 +14,7 @@ import tempfile
 import time
 import uuid
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -22,6 +23,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+
+from dispara import summary
 
 ROOT = Path(__file__).resolve().parent.parent
 STUB_KEY = "bench-key-0123456789"
@@ -103,7 +106,8 @@ def seed(dsn: str, n: int, instances: int, *, tenant: str = "default") -> str:
         conn.execute(
             c(
                 "INSERT INTO {instances} (tenant_id, name, day) "
-                "SELECT %s, x, (now() AT TIME ZONE 'America/Sao_Paulo')::date FROM unnest(%s::text[]) x"
+                "SELECT %s, x, (now() AT TIME ZONE 'America/Sao_Paulo')::date FROM unnest(%s::text[]) x "
+                "ON CONFLICT DO NOTHING"
             ),
             (tid, names),
         )
@@ -116,6 +120,7 @@ def seed(dsn: str, n: int, instances: int, *, tenant: str = "default") -> str:
             ),
             (tid, cid, names, instances, n),
         )
+        summary.add_ingested(conn, tid, cid, Counter(names[g % instances] for g in range(1, n + 1)), "queued")
         conn.execute(
             c(
                 "INSERT INTO {jobs} (tenant_id, payload, instance, campaign_id, message_id, max_attempts) "

@@ -4,11 +4,15 @@ and print jobs/s from the worker's first claim to its last completion, plus the 
     python bench/drain.py 50000                  # outbox sender
     python bench/drain.py 20000 --evolution      # EvolutionSender against the local stub
     python bench/drain.py 50000 --mapped         # dispara's names and renamed tables, alternated
+
+Then, with the `bench` extra installed, PgQueuer drains N no-op jobs on the same server (several batch
+sizes, ours among them) and the ratios are printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import resource
 import subprocess
 import sys
@@ -99,6 +103,41 @@ def run_worker(
     return Run(said, wall, cpu, pg, delivered)
 
 
+PGQUEUER_BATCHES = (100, 1000, 5000)  # it gets faster with bigger batches: every one is shown
+
+
+def pgqueuer_drain(dsn: str, n: int, batch_size: int) -> dict[int, float]:
+    """PgQueuer's no-op jobs/s on this database per batch size; empty without the `bench` extra."""
+    if importlib.util.find_spec("pgqueuer") is None:
+        print("pgqueuer not installed (pip install -e '.[bench]'): no comparison")
+        return {}
+    script = Path(__file__).with_name("_pgqueuer.py")
+    rates = {}
+    for batch in sorted({batch_size, *PGQUEUER_BATCHES}):
+        command = [sys.executable, str(script), dsn, str(n), str(batch)]
+        rates[batch] = float(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+        print(f"pgqueuer no-op drain, batch {batch}: {rates[batch]:,.0f} jobs/s (first job run -> all acked)")
+    return rates
+
+
+def compare(args: argparse.Namespace, dsn: str, ours: float) -> None:
+    """The summary checked against message_logs, then PgQueuer on the same server."""
+    from dispara import summary
+
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT id FROM campaigns").fetchone()
+        assert row is not None
+        differences = summary.verify(conn, row[0])
+    print("summary: " + (f"DISAGREES: {differences}" if differences else "agrees with message_logs"))
+    theirs = pgqueuer_drain(dsn, args.n, args.batch_size)
+    if theirs:
+        best = max(theirs, key=lambda b: theirs[b])
+        print(
+            f"ratio: {ours / theirs[args.batch_size]:.2f}x PgQueuer's no-op drain at the same batch, "
+            f"{ours / theirs[best]:.2f}x its best (batch {best})"
+        )
+
+
 def report(args: argparse.Namespace, dsn: str, run: Run) -> tuple[float, float]:
     """Prints the run's figures; returns its jobs/s and worker CPU µs per job."""
     from dispara.db.tables import compose
@@ -147,7 +186,10 @@ def one(args: argparse.Namespace, mapping: dict[str, str] | None) -> tuple[float
                 run = run_worker(args, dsn, Path(tmp), url, mapping)
         else:
             run = run_worker(args, dsn, Path(tmp), None, mapping)
-        return report(args, dsn, run)
+        figures = report(args, dsn, run)
+        if mapping is None and not args.mapped:
+            compare(args, dsn, figures[0])
+        return figures
 
 
 def main() -> int:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import psycopg
 
+from dispara import summary
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import ROOT, fresh_database, seed, worker_env, write_config
@@ -83,6 +85,7 @@ def main() -> int:
                     message_id, tenant_id, campaign_id = conn.execute(
                         INSERT_MESSAGE, (f"55119{i:08d}",)
                     ).fetchone()  # type: ignore[misc]
+                    summary.add_ingested(conn, tenant_id, campaign_id, {"bench-00": 1}, "queued")
                     payload = json.dumps(
                         {
                             "run_location": "supabase",

@@ -19,10 +19,13 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import httpx
 import psycopg
+
+from dispara import summary
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -52,6 +55,7 @@ def seed_qstash(dsn: str, n: int, instances: int) -> tuple[str, str, list[tuple[
             "RETURNING id, phone_number, instance_name",
             (tid, cid, names, instances, n),
         ).fetchall()
+        summary.add_ingested(conn, tid, cid, Counter(r[2] for r in rows), "queued")
         conn.execute("ANALYZE")
     return str(cid), str(tid), [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
 

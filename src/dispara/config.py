@@ -145,6 +145,9 @@ class TablesConfig(_Section):
     webhook_events: str | None = None
     evolution_inbox: str | None = None
     evolution_replies: str | None = None
+    campaign_summary: str | None = None
+    campaign_summary_deltas: str | None = None
+    campaign_sends: str | None = None
     dispara_migrations: str | None = None
 
     @field_validator("*", mode="after")

@@ -18,6 +18,8 @@ class ExitCode(IntEnum):
     SERVICE = 6
     FAILED_MESSAGES = 7
     """`watch` and `send --watch`: the campaign finished, but some of its messages failed."""
+    COUNTS_DISAGREE = 8
+    """`status --verify`: the campaign summary differs from a count of its message_logs."""
     INTERRUPTED = 130
 
 

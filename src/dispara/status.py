@@ -1,6 +1,6 @@
-"""A campaign's progress as one snapshot: counts from message_logs, pacing, rates, ETA and top errors.
+"""A campaign's progress as one snapshot: counts from the summary, pacing, rates, ETA and top errors.
 
-Counts come from the message logs themselves and are checked against the campaign counters.
+A few rows whatever the campaign's size; `status --verify` counts message_logs instead (dispara.summary).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from dispara import summary
 from dispara.db import Connection
 from dispara.db.queries import q
 from dispara.db.rows import all_dicts, one_dict
@@ -89,7 +90,7 @@ class Snapshot:
     last_claim_at: datetime | None = None
     last_sent_at: datetime | None = None
     due: int = 0
-    """Messages whose time has come and that no worker holds."""
+    """Messages queued that no worker holds."""
     stalled_since: datetime | None = None
     """Set when messages are due but no worker has taken one since then: nothing is sending."""
     receipts: Receipts = field(default_factory=Receipts)
@@ -198,7 +199,6 @@ def snapshot(conn: Connection, tenant_id: UUID, campaign_id: UUID) -> Snapshot:
     delay_min, delay_max = float(row.pop("delay_min")), float(row.pop("delay_max"))
     snap = Snapshot(**{**row, "zone": row["zone"] or DEFAULT_ZONE})
     _count(conn, snap)
-    _receipts(conn, snap)
     _pacing(conn, snap, tenant_id, (delay_min + delay_max) / 2)
     _activity(conn, snap, delay_max)
     snap.errors = [
@@ -209,30 +209,26 @@ def snapshot(conn: Connection, tenant_id: UUID, campaign_id: UUID) -> Snapshot:
 
 
 def _count(conn: Connection, snap: Snapshot) -> None:
+    """Counts, receipts and the last claim and send, per instance, from the summary (a few rows)."""
     snap.counts = dict.fromkeys(MESSAGE_STATUSES, 0)
-    by_instance: dict[str, InstanceProgress] = {}
-    for row in all_dicts(conn, q("campaign_counts_by_instance"), {"campaign_id": snap.id}):
-        instance, status, count = row["instance_name"], row["status"], row["count"]
-        snap.counts[status] += count
-        progress = by_instance.setdefault(instance or "-", InstanceProgress(instance or "-"))
-        if status == "sent":
-            progress.sent += count
-        elif status == "failed":
-            progress.failed += count
-        elif status in MESSAGE_SENDABLE:
-            progress.pending += count
-    snap.instances = sorted(by_instance.values(), key=lambda i: i.name)
+    for row in summary.by_instance(conn, snap.id):
+        c = row.counts
+        progress = InstanceProgress(row.instance or "-", sent=c["sent"], failed=c["failed"])
+        progress.pending = sum(c[status] for status in MESSAGE_SENDABLE)
+        progress.receipts = Receipts(c["delivered"], c["read"], c["replied"])
+        snap.instances.append(progress)
+        for status in MESSAGE_STATUSES:
+            snap.counts[status] += c[status]
+        snap.receipts.delivered += c["delivered"]
+        snap.receipts.read += c["read"]
+        snap.receipts.replied += c["replied"]
+        snap.last_claim_at = _latest(snap.last_claim_at, row.last_claim_at)
+        snap.last_sent_at = _latest(snap.last_sent_at, row.last_sent_at)
+    snap.instances.sort(key=lambda i: i.name)
 
 
-def _receipts(conn: Connection, snap: Snapshot) -> None:
-    by_name = {i.name: i for i in snap.instances}
-    for row in all_dicts(conn, q("campaign_receipts_by_instance"), {"campaign_id": snap.id}):
-        counts = Receipts(row["delivered"], row["read"], row["replied"])
-        if row["name"] in by_name:
-            by_name[row["name"]].receipts = counts
-        snap.receipts.delivered += counts.delivered
-        snap.receipts.read += counts.read
-        snap.receipts.replied += counts.replied
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return max(a, b) if a and b else a or b
 
 
 def _pacing(conn: Connection, snap: Snapshot, tenant_id: UUID, delay_mean: float) -> None:
@@ -242,8 +238,8 @@ def _pacing(conn: Connection, snap: Snapshot, tenant_id: UUID, delay_mean: float
         progress = by_name[row["name"]]
         progress.next_send_at, progress.paused_until = row["next_send_at"], row["paused_until"]
         progress.pause_reason, progress.sent_today = row["pause_reason"], int(row["sent_today"])
-    for row in all_dicts(conn, q("campaign_sent_recently"), {"campaign_id": snap.id}):
-        name, recent, span_s = row["instance_name"], row["recent"], row["span_s"]
+    for row in all_dicts(conn, q("summary_sent_recently"), {"campaign_id": snap.id}):
+        name, recent, span_s = row["instance"], row["recent"], row["span_s"]
         snap.sent_last_minute += row["last_minute"]
         if name in by_name and recent >= 2 and span_s:
             by_name[name].gap_s = float(span_s) / (recent - 1)
@@ -251,19 +247,16 @@ def _pacing(conn: Connection, snap: Snapshot, tenant_id: UUID, delay_mean: float
 
 
 def _activity(conn: Connection, snap: Snapshot, delay_max: float) -> None:
-    row = one_dict(conn, q("campaign_activity"), {"campaign_id": snap.id})
-    assert row is not None
-    snap.due, snap.last_claim_at, snap.last_sent_at = (
-        int(row["due"]),
-        row["last_claim_at"],
-        row["last_sent_at"],
-    )
-    oldest_due = row["oldest_due"]
-    if snap.status != "processing" or not snap.due or row["in_flight"]:
+    snap.due = snap.counts["queued"]
+    if snap.status != "processing" or not snap.due or snap.counts["sending"]:
         return
     waiting = [i for i in snap.instances if i.pending]
     # A paused instance or one at its daily cap is waiting on purpose, not stalled.
     if waiting and all(i.paused or (snap.daily_cap and i.sent_today >= snap.daily_cap) for i in waiting):
+        return
+    row = conn.execute(q("summary_oldest_due"), {"campaign_id": snap.id}).fetchone()
+    oldest_due = row[0] if row else None
+    if oldest_due is None:  # what is queued waits for a retry time still ahead
         return
     idle_since = max(t for t in (snap.last_claim_at, oldest_due) if t is not None)
     if (snap.now - idle_since).total_seconds() >= max(STALL_AFTER_S, 3 * delay_max):

@@ -11,9 +11,9 @@ from dispara.status import Snapshot, snapshot
 from dispara.supabase import pooler
 
 CHANNEL = "dispara_campaign"
-# A snapshot of a million-message campaign scans every message row (about 0.6 s here). Waiting this many
-# times as long as the last snapshot took keeps a watcher under a fifth of a database core, so watching a
-# big campaign does not slow the workers sending it; small campaigns still redraw several times a second.
+# A snapshot reads the campaign's summary (milliseconds at any size), but a slow database still must not
+# be polled harder: waiting this many times as long as the last snapshot took keeps a watcher under a fifth
+# of a database core, so watching a campaign never slows the workers sending it.
 COST_FACTOR = 4.0
 
 

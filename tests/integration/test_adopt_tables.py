@@ -201,6 +201,8 @@ def test_existing_tables_keep_every_row_and_a_campaign_runs_on_them(
         "5511988880003",
     ]
     assert scalar(app_db, f"SELECT status || sent_count FROM {CAMPAIGNS}") == "completed3"
+    verified = run_subprocess(env, "--config", cfg, "status", "Adoção", "--verify")
+    assert verified.code == 0 and "summary verified" in verified.out, verified.err
     ours = f"tenant_id = '{tenant}' AND campaign_id = (SELECT id FROM {CAMPAIGNS})"
     assert scalar(app_db, f"SELECT count(*) FROM {MESSAGES} WHERE status = 'sent' AND {ours}") == 3
     assert scalar(app_db, f"SELECT count(*) FROM {TENANTS}") == 2  # the app's tenants; none of dispara's

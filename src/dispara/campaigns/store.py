@@ -14,6 +14,7 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
+from dispara import summary
 from dispara.campaigns.ahead import read_ahead
 from dispara.db import Connection
 from dispara.db.queries import q
@@ -133,7 +134,8 @@ def copy_messages(
 ) -> int:
     """Stream the messages into message_logs, `queued` with one job each when `jobs` is given (else
     `pending`); returns how many were written."""
-    rows = _rows(tenant_id, campaign_id, messages, queued=jobs is not None)
+    per_instance: dict[str, int] = {}  # filled as the rows are prepared, for the campaign's summary
+    rows = _rows(tenant_id, campaign_id, messages, queued=jobs is not None, tally=per_instance)
     count = 0
     ranged = jobs is not None and _ids_in_copy_order(conn)
     after = _last_message_id(conn) if ranged else 0
@@ -151,6 +153,9 @@ def copy_messages(
                 after = upto
     if jobs is not None and not ranged:
         conn.execute(q("jobs_insert_for_campaign"), {"campaign_id": campaign_id} | asdict(jobs))
+    summary.add_ingested(
+        conn, tenant_id, campaign_id, per_instance, "queued" if jobs is not None else "pending"
+    )
     return count
 
 
@@ -165,13 +170,14 @@ def _last_message_id(conn: Connection) -> int:
 
 
 def _rows(
-    tenant_id: UUID, campaign_id: UUID, messages: Iterable[MessageRow], *, queued: bool
+    tenant_id: UUID, campaign_id: UUID, messages: Iterable[MessageRow], *, queued: bool, tally: dict[str, int]
 ) -> Iterator[tuple[object, ...]]:
     status, queued_at = ("queued", "now") if queued else ("pending", None)
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     # As text: psycopg writes a str as it is, and dumps a UUID anew on every row (half the cost of a row).
     tenant, campaign = str(tenant_id), str(campaign_id)
     for m in messages:
+        tally[m.instance] = tally.get(m.instance, 0) + 1
         yield (
             tenant,
             campaign,

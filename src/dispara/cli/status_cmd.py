@@ -23,9 +23,12 @@ if TYPE_CHECKING:
 @click.command()
 @click.argument("campaign_ref", metavar="CAMPAIGN")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object with stable keys, for scripts.")
+@click.option("--verify", is_flag=True, help="Also count message_logs and compare (exit 8 if they differ).")
 @pass_app
-def status(app: App, campaign_ref: str, as_json: bool) -> None:
+def status(app: App, campaign_ref: str, as_json: bool, verify: bool) -> None:
     """Show a campaign's progress. CAMPAIGN is an id, a unique id prefix, or a name.
+
+    Counts come from the campaign's summary, kept as messages change; `--verify` counts message_logs too.
 
     \b
     Example:
@@ -33,17 +36,29 @@ def status(app: App, campaign_ref: str, as_json: bool) -> None:
       dispara status 3f2a9c --json | jq .eta_seconds
     """
     from dispara import status as core
+    from dispara import summary
 
     with app.connect() as conn:
         snap = core.snapshot(conn, app.tenant_id(conn), app.campaign_id(conn, campaign_ref))
+        conn.commit()  # the full count takes a snapshot of its own, consistent while workers send
+        differences = summary.verify(conn, snap.id) if verify else []
     if as_json:
-        click.echo(json.dumps(snap.as_json(), ensure_ascii=False, indent=2))
-        return
-    from rich.console import Console
+        shown = snap.as_json() | (
+            {"verify": {"agrees": not differences, "differences": differences}} if verify else {}
+        )
+        click.echo(json.dumps(shown, ensure_ascii=False, indent=2))
+    else:
+        from rich.console import Console
 
-    Console(highlight=False).print(render(snap, []))
-    if not snap.counters_agree:
-        click.echo(_disagreement(snap), err=True)
+        Console(highlight=False).print(render(snap, []))
+        if not snap.counters_agree:
+            click.echo(_disagreement(snap), err=True)
+        if verify and not differences:
+            click.echo("summary verified: it agrees with a count of message_logs")
+    for difference in differences:
+        click.echo(f"summary disagrees with message_logs: {difference}", err=True)
+    if differences:
+        sys.exit(ExitCode.COUNTS_DISAGREE)
 
 
 @click.command()
@@ -137,7 +152,8 @@ def _stalled(snap: Snapshot) -> str | None:
 def _disagreement(snap: Snapshot) -> str:
     return (
         f"warning: campaign counters ({snap.counter_sent} sent, {snap.counter_failed} failed) disagree with "
-        f"message_logs ({snap.counts['sent']} sent, {snap.counts['failed']} failed)"
+        f"its summary ({snap.counts['sent']} sent, {snap.counts['failed']} failed); "
+        "`--verify` counts message_logs"
     )
 
 

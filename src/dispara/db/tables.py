@@ -24,6 +24,9 @@ LOGICAL: tuple[LiteralString, ...] = (
     "webhook_events",
     "evolution_inbox",
     "evolution_replies",
+    "campaign_summary",
+    "campaign_summary_deltas",
+    "campaign_sends",
     "dispara_migrations",
 )
 

@@ -10,7 +10,7 @@ from uuid import UUID
 import psycopg
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential
 
-from dispara import metrics
+from dispara import metrics, summary
 from dispara.db import Connection
 from dispara.db.connect import connect
 from dispara.errors import DatabaseError
@@ -44,6 +44,7 @@ class Completer:
         self.lanes = lanes
         self.conn: Connection | None = None
         self.last_flush = 0.0
+        self.compactor = summary.Compactor()
 
     def loop(self) -> None:
         """Thread body: store batches until the stop sentinel."""
@@ -111,7 +112,9 @@ class Completer:
         self.shared.stored(items)
         try:
             self.record(result)
-        except Exception:  # counting and webhooks must never stop the completer
+            if self.conn is not None:
+                self.compactor.maybe(self.conn)
+        except Exception:  # counting, webhooks and the summary's folding must never stop the completer
             log.exception("bookkeeping of stored outcomes failed")
 
     def store(

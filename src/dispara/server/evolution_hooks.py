@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from dispara import summary
 from dispara.config import EvolutionConfig, reveal
 from dispara.db import Connection
 from dispara.providers.base import OutgoingMessage, Sender
@@ -144,6 +145,7 @@ class InboxProcessor:
         self.pool, self.tenant_id, self.config, self.sender = pool, tenant_id, config, sender
         self.wake = threading.Event()
         self.stopping = threading.Event()
+        self.compactor = summary.Compactor()
         self.thread = threading.Thread(target=self._run, name="dispara-evolution-inbox", daemon=True)
 
     def start(self) -> None:
@@ -162,6 +164,7 @@ class InboxProcessor:
             try:
                 with self.pool.connection() as conn:
                     done = inbox.drain(conn, self.tenant_id, self.config)
+                    self.compactor.maybe(conn)
                     if time.monotonic() - pruned > _PRUNE_EVERY_S:
                         inbox.prune(conn)
                         pruned = time.monotonic()

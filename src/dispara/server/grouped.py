@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from psycopg_pool import ConnectionPool
 
+from dispara import summary
 from dispara.db import Connection
 from dispara.queue.backoff import RetryPolicy
 from dispara.queue.complete import BatchResult, apply_message_outcomes
@@ -73,6 +74,7 @@ class GroupCommit:
         self.on_stored = on_stored
         self.before = before
         self.items: queue.Queue[_Item | None] = queue.Queue()
+        self.compactor = summary.Compactor()
         self.thread = threading.Thread(target=self._loop, name="dispara-serve-commit", daemon=True)
         self.thread.start()
 
@@ -105,6 +107,9 @@ class GroupCommit:
         moved = {f.job.id for f in result.finished}
         for item in group:
             item.done.set_result(item.outcome.job.id in moved)
+        if self.compactor.due():
+            with self.pool.connection() as conn:
+                self.compactor.maybe(conn)
 
     def _apply(self, group: list[_Item]) -> BatchResult:
         with self.pool.connection() as conn, conn.transaction():

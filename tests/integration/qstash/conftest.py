@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from uuid import UUID
 import pytest
 from starlette.testclient import TestClient
 
+from dispara import summary
 from dispara.config import EvolutionConfig, QStashConfig, ServerConfig, Settings
 from dispara.providers.evolution import EvolutionSender
 from dispara.server.app import create_app
@@ -78,6 +80,7 @@ def seed_qstash_campaign(
             (tid, row[0], message_status, phone_list, names),
         ).fetchall()
     ]
+    summary.add_ingested(conn, tid, row[0], Counter(names), message_status)
     conn.commit()
     return QSeeded(tid, row[0], ids, phone_list, list(instances))
 

@@ -31,6 +31,13 @@ ROWS = {
     " VALUES (%(t)s, 'x', 'messages.update', 'vendas', '{}')",
     "evolution_replies": "INSERT INTO evolution_replies (tenant_id, instance, key_id)"
     " VALUES (%(t)s, 'vendas', 'k')",
+    "campaign_summary": "INSERT INTO campaign_summary (campaign_id, instance, tenant_id)"
+    " VALUES (%(c)s, 'vendas', %(t)s)",
+    "campaign_summary_deltas": "INSERT INTO campaign_summary_deltas (campaign_id, instance, tenant_id,"
+    " pending, queued, sending, sent, failed, cancelled, delivered, read, replied)"
+    " VALUES (%(c)s, 'vendas', %(t)s, 0, 1, 0, 0, 0, 0, 0, 0, 0)",
+    "campaign_sends": "INSERT INTO campaign_sends (campaign_id, instance, bucket, tenant_id, sent, first_at,"
+    " last_at) VALUES (%(c)s, 'vendas', now(), %(t)s, 1, now(), now())",
 }
 TENANT_TABLES = [name for name in tables.LOGICAL if name not in ("tenants", "dispara_migrations")]
 

@@ -191,7 +191,7 @@ SET connection_state = excluded.connection_state,
 WHERE i.connection_at IS NULL OR i.connection_at <= excluded.connection_at;
 
 -- name: campaign_receipts_by_instance
-SELECT coalesce(instance_name, '-') AS name, count(delivered_at) AS delivered, count(read_at) AS read,
+SELECT coalesce(instance_name, '') AS name, count(delivered_at) AS delivered, count(read_at) AS read,
        count(replied_at) AS replied
 FROM {message_logs}
 WHERE campaign_id = %(campaign_id)s

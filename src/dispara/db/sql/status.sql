@@ -15,32 +15,11 @@ SELECT id, name, status, transport, created_at, started_at, completed_at, total_
 FROM {campaigns}
 WHERE id = %(campaign_id)s;
 
--- name: campaign_activity
--- Whether workers are taking the campaign's due jobs: the last claim, the last send, what is due now.
-SELECT (SELECT count(*) FROM {jobs} j
-        WHERE j.campaign_id = %(campaign_id)s AND j.status = 'pending' AND j.run_at <= now()) AS due,
-       (SELECT count(*) FROM {jobs} j
-        WHERE j.campaign_id = %(campaign_id)s AND j.status = 'processing') AS in_flight,
-       (SELECT max(j.started_at) FROM {jobs} j WHERE j.campaign_id = %(campaign_id)s) AS last_claim_at,
-       (SELECT min(j.run_at) FROM {jobs} j
-        WHERE j.campaign_id = %(campaign_id)s AND j.status = 'pending' AND j.run_at <= now()) AS oldest_due,
-       (SELECT max(m.sent_at) FROM {message_logs} m WHERE m.campaign_id = %(campaign_id)s) AS last_sent_at;
-
 -- name: campaign_counts_by_instance
 SELECT instance_name, status, count(*) AS count
 FROM {message_logs}
 WHERE campaign_id = %(campaign_id)s
 GROUP BY instance_name, status;
-
--- name: campaign_sent_recently
--- Sends in the last minute, and the average spacing of each instance's recent sends for the ETA.
-SELECT instance_name,
-       count(*) FILTER (WHERE sent_at > now() - interval '1 minute') AS last_minute,
-       count(*) AS recent,
-       extract(epoch FROM max(sent_at) - min(sent_at)) AS span_s
-FROM {message_logs}
-WHERE campaign_id = %(campaign_id)s AND status = 'sent' AND sent_at > now() - interval '5 minutes'
-GROUP BY instance_name;
 
 -- name: campaign_instances_state
 -- '-infinity' (never sent) has no Python datetime: it comes back as NULL.
