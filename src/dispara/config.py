@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from dispara.errors import ConfigError
 from dispara.redact import mask_secret, mask_url
-from dispara.yamlfile import read_yaml
 
 APP_NAME = "dispara"
 
@@ -279,6 +278,8 @@ def find_config_file(explicit: str | None, env: Mapping[str, str]) -> Path | Non
 
 
 def _read_file(path: Path) -> dict[str, Any]:
+    from dispara.yamlfile import read_yaml  # PyYAML only when there is a file: most commands run without one
+
     data = read_yaml(path, str(path), error=ConfigError, what="configuration file")
     if data is None:
         return {}

@@ -7,11 +7,16 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import TYPE_CHECKING
 
-from dispara.db import Connection, adopt, tables
+from dispara.db import Connection, tables
 from dispara.db.queries import q
 from dispara.db.rows import all_dicts
 from dispara.errors import SchemaChangedError
+
+if TYPE_CHECKING:
+    # Adopting tables is for the first migration only: commands that find the schema checked skip it.
+    from dispara.db import adopt
 
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Any fixed 64-bit number works; it only has to be the same in every dispara process.
@@ -122,11 +127,15 @@ def bookkeeping_sql() -> str:
 
 def _adoption(conn: Connection, todo: list[Migration]) -> adopt.Plan | None:
     # Only a database dispara has never migrated has tables of the deployment's own to adopt.
+    from dispara.db import adopt
+
     return adopt.plan(conn, available()) if todo and current_version(conn) == 0 else None
 
 
 def preview(conn: Connection) -> tuple[list[Migration], str]:
     """The pending migrations and the SQL applying them runs, adoption of existing tables included."""
+    from dispara.db import adopt
+
     todo = pending(conn)
     found = _adoption(conn, todo)
     adopted = found.tables if found else ()
@@ -136,6 +145,8 @@ def preview(conn: Connection) -> tuple[list[Migration], str]:
 
 def apply(conn: Connection) -> list[Migration]:
     """Apply every pending migration in one transaction; concurrent callers wait for the lock."""
+    from dispara.db import adopt
+
     applied: list[Migration] = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_ID,))
