@@ -12,6 +12,7 @@ from dispara.config import Settings
 from dispara.db import Connection, tables
 from dispara.db.queries import q
 from dispara.errors import ConfigError, InputError
+from dispara.redact import mask_url
 from dispara.supabase.layer import (
     CLIENT_PRIVILEGES,
     CLOSED,
@@ -176,7 +177,8 @@ def check_dispatch_url(url: str) -> None:
     """Refuse a --dispatch-url pg_net could not POST to."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InputError(f"--dispatch-url {url!r}: not an http(s) URL (expected https://host/dispatch)")
+        shown = mask_url(url)
+        raise InputError(f"--dispatch-url {shown!r}: not an http(s) URL (expected https://host/dispatch)")
 
 
 def prepare(
