@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from dispara.campaigns import store
+from dispara.db import tables
 from tests.helpers import Result, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -333,7 +334,7 @@ def test_ids_that_do_not_follow_the_copy_still_give_every_message_one_job(
     # the highest id seen before it and an id range finds none of them.
     with psycopg.connect(env_db) as conn:
         conn.execute(
-            "ALTER TABLE message_logs ALTER COLUMN id SET INCREMENT BY -1 SET MINVALUE 1 "
+            f"ALTER TABLE {tables.quoted('message_logs')} ALTER COLUMN id SET INCREMENT BY -1 SET MINVALUE 1 "
             "SET MAXVALUE 1000000 RESTART WITH 1000000"
         )
     monkeypatch.setattr(store, "CHUNK", 7)
