@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from dispara.db import tables
 from dispara.errors import ConfigError
 from dispara.redact import mask_secret, mask_url
 from dispara.yamlfile import read_yaml
@@ -153,9 +154,7 @@ class TablesConfig(_Section):
     @field_validator("*", mode="after")
     @classmethod
     def _table_name(cls, value: str | None) -> str | None:
-        if value is not None and (len(value.split(".")) > 2 or not all(value.split("."))):
-            raise ValueError(f"{value!r}: write a table as table or schema.table")
-        return value
+        return None if value is None else tables.check_name(value)
 
     def mapping(self) -> dict[str, str]:
         """logical name -> name in this deployment, for the tables that are renamed."""

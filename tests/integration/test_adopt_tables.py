@@ -163,6 +163,25 @@ def test_migrate_shows_only_additions_and_what_it_leaves_alone(
 
 
 @own_mapping
+def test_an_existing_queue_table_is_refused_not_adopted(
+    app_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", app_db)
+    monkeypatch.chdir(tmp_path)
+    with psycopg.connect(app_db) as conn:
+        conn.execute("CREATE TABLE app_jobs (id bigint PRIMARY KEY)")
+    path = config(tmp_path, "loja-a")
+    path.write_text(path.read_text(encoding="utf-8") + "  jobs: app_jobs\n", encoding="utf-8")
+    result = run_cli(capsys, "db", "migrate", "--yes")
+    assert result.code != 0
+    assert result.err.strip().splitlines() == [
+        'dispara: error: tables.jobs: "app_jobs" exists already, and dispara adopts an existing table '
+        "only for tenants, campaigns, message_logs: name a table that does not exist yet"
+    ]
+    assert scalar(app_db, "SELECT to_regclass('dispara_migrations') IS NULL") is True
+
+
+@own_mapping
 def test_existing_tables_keep_every_row_and_a_campaign_runs_on_them(
     app_db: str, tmp_path: Path, stub: EvolutionStub
 ) -> None:

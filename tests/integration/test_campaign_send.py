@@ -324,3 +324,23 @@ def test_a_bad_row_after_the_first_chunks_leaves_nothing_written(
     assert result.code == 4
     assert "line 10" in result.err
     assert counts(env_db) == (0, 0, 0)
+
+
+def test_ids_that_do_not_follow_the_copy_still_give_every_message_one_job(
+    env_db: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An app's table may hand out ids of its own: here they count down, so each chunk's ids lie below
+    # the highest id seen before it and an id range finds none of them.
+    with psycopg.connect(env_db) as conn:
+        conn.execute(
+            "ALTER TABLE message_logs ALTER COLUMN id SET INCREMENT BY -1 SET MINVALUE 1 "
+            "SET MAXVALUE 1000000 RESTART WITH 1000000"
+        )
+    monkeypatch.setattr(store, "CHUNK", 7)
+    rows = "".join(f"1198888{i:04d},N{i},E\n" for i in range(20))
+    assert send(capsys, write_campaign(tmp_path, ("telefone,nome,empresa\n" + rows).encode())).code == 0
+    with psycopg.connect(env_db) as conn:
+        per_message = conn.execute(
+            "SELECT count(j.id) FROM message_logs m LEFT JOIN jobs j ON j.message_id = m.id GROUP BY m.id"
+        ).fetchall()
+    assert per_message and {n for (n,) in per_message} == {1}

@@ -18,6 +18,7 @@ VALUES = {
     "command": sql.Literal("SELECT 1"),
     "claim_path": sql.Literal(["app_metadata", "tenant_id"]),
     "table": sql.Identifier("app", "x_jobs"),
+    "grants": sql.SQL(""),
 }
 
 

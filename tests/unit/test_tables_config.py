@@ -39,9 +39,11 @@ def test_an_unknown_table_is_one_line_naming_the_file_and_key(tmp_path: Path) ->
     )
 
 
-@pytest.mark.parametrize("name", ["a.b.c", "", "app.", ".x"])
+@pytest.mark.parametrize("name", ["a.b.c", "", "app.", ".x", 'msg"); SELECT pg_sleep(1); --', "my table"])
 def test_a_malformed_name_is_refused(tmp_path: Path, name: str) -> None:
     (tmp_path / "dispara.yaml").write_text(f"tables:\n  jobs: '{name}'\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"write a table as table or schema\.table"):
+        tables.use({"jobs": name})
     with pytest.raises(ConfigError, match=r"tables\.jobs: .*write a table as table or schema\.table"):
         load_config(env={})
 

@@ -136,7 +136,7 @@ def copy_messages(
     `pending`); returns how many were written."""
     per_instance: dict[str, int] = {}  # filled as the rows are prepared, for the campaign's summary
     rows = _rows(tenant_id, campaign_id, messages, queued=jobs is not None, tally=per_instance)
-    count = 0
+    count = ranged_jobs = 0
     ranged = jobs is not None and _ids_in_copy_order(conn)
     after = _last_message_id(conn) if ranged else 0
     with read_ahead(rows, CHUNK) as chunks:
@@ -149,9 +149,11 @@ def copy_messages(
                 # The chunk's ids are above the highest id before it and at most the highest id after it.
                 upto = _last_message_id(conn)
                 params = {"campaign_id": campaign_id, "after": after, "upto": upto}
-                conn.execute(q("jobs_insert_for_messages"), params | asdict(jobs))
+                ranged_jobs += conn.execute(q("jobs_insert_for_messages"), params | asdict(jobs)).rowcount
                 after = upto
-    if jobs is not None and not ranged:
+    # An id range misses rows whose ids do not follow the copy (an app's table with ids of its own):
+    # they get their jobs here, so no message is ever queued without one.
+    if jobs is not None and ranged_jobs != count:
         conn.execute(q("jobs_insert_for_campaign"), {"campaign_id": campaign_id} | asdict(jobs))
     summary.add_ingested(
         conn, tenant_id, campaign_id, per_instance, "queued" if jobs is not None else "pending"

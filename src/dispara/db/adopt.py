@@ -13,10 +13,14 @@ from psycopg import sql
 
 from dispara.db import Connection, tables
 from dispara.db.queries import q
+from dispara.errors import ConfigError
 
 # Where the migrations are applied to learn the shape they give each table; rolled back at once.
 SCRATCH = "dispara_shape"
 _ON_DELETE = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+
+# The web app's tables of seed 003 (§3), the ones an existing table may stand in for.
+ADOPTABLE = ("tenants", "campaigns", "message_logs")
 
 
 class _Migration(Protocol):
@@ -77,12 +81,23 @@ class Plan:
 
 
 def existing(conn: Connection) -> tuple[str, ...]:
-    """The renamed tables that exist already: the deployment's own, to be adopted."""
-    return tuple(
+    """The renamed tables that exist already: the deployment's own, to be adopted.
+
+    Only the web app's tables of seed 003 are adopted; the queue's tables hold dispara's own state, and a
+    migration that changes one of them (`DROP CONSTRAINT jobs_status_check`) assumes dispara made it.
+    """
+    found = tuple(
         name
         for name in tables.renamed()
         if name != "dispara_migrations" and _oid(conn, tables.quoted(name)) is not None
     )
+    foreign = [name for name in found if name not in ADOPTABLE]
+    if foreign:
+        raise ConfigError(
+            f"tables.{foreign[0]}: {tables.quoted(foreign[0])} exists already, and dispara adopts an "
+            f"existing table only for {', '.join(ADOPTABLE)}: name a table that does not exist yet"
+        )
+    return found
 
 
 def plan(conn: Connection, migrations: Sequence[_Migration]) -> Plan | None:
@@ -216,7 +231,8 @@ def _add_column(result: Plan, real: sql.Identifier, label: str, column: Column) 
         parts.append(_text(column.default))
     elif column.not_null:  # old rows have nothing to put there: new rows are held to it, old ones are not
         check = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID")
-        named = sql.Identifier(f"{label.strip(chr(34))}_{column.name}_not_null"[:63])
+        table = label.rsplit(".", 1)[-1].strip(chr(34))  # "app"."msgs" -> msgs
+        named = sql.Identifier(f"{table}_{column.name}_not_null"[:63])
         result.after.append(_s(check.format(real, named, sql.Identifier(column.name))))
     result.before.append(_s(sql.SQL(statement).format(*parts)))
 

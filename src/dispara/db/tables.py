@@ -6,6 +6,7 @@ the text is loaded, so a renamed table costs nothing per query.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, LiteralString
@@ -31,6 +32,18 @@ LOGICAL: tuple[LiteralString, ...] = (
 )
 
 _renamed: dict[str, tuple[str, ...]] = {}
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
+
+
+def check_name(name: str) -> str:
+    """`name` if it is `table` or `schema.table` of plain identifiers, else ValueError.
+
+    Plain identifiers only: some SQL names a table inside a string (`'{message_logs}'::regclass`), where a
+    quote in the name would end the string.
+    """
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"{name!r}: write a table as table or schema.table (letters, digits and _)")
+    return name
 
 
 def use(mapping: Mapping[str, str]) -> None:
@@ -38,6 +51,8 @@ def use(mapping: Mapping[str, str]) -> None:
     unknown = sorted(set(mapping) - set(LOGICAL))
     if unknown:
         raise ValueError(f"unknown table {unknown[0]!r}; dispara's tables are: {', '.join(LOGICAL)}")
+    for name in mapping.values():
+        check_name(name)
     _renamed.clear()
     _renamed.update({k: tuple(v.split(".", 1)) for k, v in mapping.items() if v != k})
 

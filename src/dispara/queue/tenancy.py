@@ -35,9 +35,14 @@ class Lane:
 def evolution_settings(settings: Settings, values: Mapping[str, str]) -> Settings:
     """`settings` with the tenant's own Evolution URL and key, where it has them (a key alone is for the
     global server; with no server anywhere, messages go to the outbox as for every tenant).
+
+    The global key goes to the global server only: a tenant that names its own server brings its own key,
+    or sends none (a settings row a web-app user can write must not collect the operator's key).
     """
-    url = values.get("evolution-url") or settings.evolution.url
-    key = values.get("evolution-apikey") or reveal(settings.evolution.api_key)
+    own_url = values.get("evolution-url")
+    url = own_url or settings.evolution.url
+    global_key = reveal(settings.evolution.api_key) if url == settings.evolution.url else None
+    key = values.get("evolution-apikey") or global_key
     if not url or (url, key) == (settings.evolution.url, reveal(settings.evolution.api_key)):
         return settings
     secret = SecretStr(key) if key is not None else None

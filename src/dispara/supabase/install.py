@@ -12,7 +12,18 @@ from dispara.config import Settings
 from dispara.db import Connection, tables
 from dispara.db.queries import q
 from dispara.errors import ConfigError, InputError
-from dispara.supabase.layer import CLOSED, TENANTS, Capabilities, Plan, detect, render
+from dispara.redact import mask_url
+from dispara.supabase.layer import (
+    CLIENT_PRIVILEGES,
+    CLOSED,
+    READ_ONLY,
+    TENANTS,
+    Capabilities,
+    Plan,
+    detect,
+    owns_grants,
+    render,
+)
 
 # pg_net gives up on a request after this long past the drain /dispatch runs before answering.
 TIMEOUT_MARGIN_S = 10.0
@@ -38,8 +49,16 @@ def plan_install(conn: Connection, caps: Capabilities, wanted: Wanted) -> Plan:
             "row-level security and the checked counter functions: there are no anon, authenticated and "
             "service_role roles here, so this is not a Supabase database"
         )
+    _add_wakeups(conn, plan, caps, wanted)
+    if caps.has_client_roles:
+        plan.steps.append(render(conn, "revoke_clients"))
+    return plan
+
+
+def _add_wakeups(conn: Connection, plan: Plan, caps: Capabilities, wanted: Wanted) -> None:
+    schema = sql.Identifier(caps.schema)
     if not _use_http_post(plan, caps):
-        return plan
+        return
     plan.key_store = "vault" if caps.has_vault else "private"
     plan.steps.append(render(conn, "key_vault" if caps.has_vault else "key_private"))
     timeout_ms = math.ceil((wanted.dispatch_seconds + TIMEOUT_MARGIN_S) * 1000)
@@ -56,7 +75,6 @@ def plan_install(conn: Connection, caps: Capabilities, wanted: Wanted) -> Plan:
         plan.steps.append(
             render(conn, "cron", schema=schema, command=sql.Literal(cron_command(conn, caps.schema)))
         )
-    return plan
 
 
 def cron_command(conn: Connection, schema: str) -> str:
@@ -68,10 +86,21 @@ def _add_rls(conn: Connection, plan: Plan, schema: sql.Identifier, claim: str) -
     path = sql.SQL("{}::text[]").format(sql.Literal(claim.split(".")))
     plan.steps.append(render(conn, "rls_common", schema=schema, claim_path=path))
     for logical in tables.LOGICAL:
-        kind = (
-            "rls_closed" if logical in CLOSED else "rls_tenants" if logical == TENANTS else "rls_tenant_table"
-        )
-        plan.steps.append(render(conn, kind, table=tables.identifier(logical)))
+        table = tables.identifier(logical)
+        if logical in CLOSED:
+            plan.steps.append(render(conn, "rls_closed", table=table))
+            continue
+        kind = "rls_tenants" if logical == TENANTS else "rls_tenant_table"
+        plan.steps.append(render(conn, kind, table=table, grants=_grants(logical, table)))
+
+
+def _grants(logical: str, table: sql.Composable) -> sql.Composable:
+    if not owns_grants(logical):
+        return sql.SQL("")
+    privileges = sql.SQL(CLIENT_PRIVILEGES.get(logical, READ_ONLY))  # package constants
+    return sql.SQL(
+        "REVOKE ALL ON {t} FROM anon, authenticated;\nGRANT {p} ON {t} TO authenticated;\n"
+    ).format(t=table, p=privileges)
 
 
 def _use_http_post(plan: Plan, caps: Capabilities) -> bool:
@@ -117,8 +146,15 @@ def plan_remove(conn: Connection, caps: Capabilities) -> Plan:
         plan.steps.append(render(conn, "remove_vault_key"))
     if caps.has_client_roles:
         for logical in tables.LOGICAL:
-            plan.steps.append(render(conn, "remove_rls_table", table=tables.identifier(logical)))
+            kind = "remove_rls_table" if owns_grants(logical) else "remove_rls_policy"
+            plan.steps.append(render(conn, kind, table=tables.identifier(logical)))
         plan.steps.append(render(conn, "remove_rls_common"))
+        kept = [".".join(tables.physical(name)) for name in tables.LOGICAL if not owns_grants(name)]
+        if kept:
+            plan.notes.append(
+                f"row-level security stays enabled on the web app's tables ({', '.join(kept)}) and their "
+                "grants are the app's: only dispara's policy is dropped"
+            )
     plan.notes.append("the pg_net and pg_cron extensions stay installed: other things may use them")
     return plan
 
@@ -141,7 +177,8 @@ def check_dispatch_url(url: str) -> None:
     """Refuse a --dispatch-url pg_net could not POST to."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InputError(f"--dispatch-url {url!r}: not an http(s) URL (expected https://host/dispatch)")
+        shown = mask_url(url)
+        raise InputError(f"--dispatch-url {shown!r}: not an http(s) URL (expected https://host/dispatch)")
 
 
 def prepare(

@@ -24,6 +24,23 @@ KeyStore = Literal["vault", "private"]
 KEY_SHOWN = "'<DISPARA_API_KEY>'"
 CLOSED = ("dispara_migrations",)  # bookkeeping: no client role gets a row of it
 TENANTS = "tenants"
+# What a logged-in user of the web app may do to its own tenant's rows of dispara's tables. The queue's
+# state is read-only: a user who could set a sent job back to pending would have it sent again.
+CLIENT_PRIVILEGES = {
+    "campaigns": "SELECT, INSERT, UPDATE, DELETE",
+    "settings": "SELECT, INSERT, UPDATE, DELETE",
+    "optouts": "SELECT, INSERT, UPDATE, DELETE",
+    "message_logs": "SELECT, INSERT",
+    "jobs": "SELECT, INSERT",  # seed 000: the web app enqueues jobs itself
+}
+READ_ONLY = "SELECT"
+
+
+def owns_grants(logical: str) -> bool:
+    """Whether dispara sets the client roles' grants on the table: not on the web app's own (mapped)
+    tables, whose grants are the app's; row-level security applies to them all the same.
+    """
+    return logical not in tables.renamed()
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from dispara.db import tables
+from dispara.supabase.layer import CLIENT_PRIVILEGES
 from tests.helpers import run_cli
 from tests.integration.supabase.conftest import DISPATCH_KEY, Conn, calls
 
@@ -87,11 +88,16 @@ def test_a_tenant_reads_changes_and_deletes_only_its_own_rows(
     a, b = two["a"][0], two["b"][0]
     as_user(supa, a)
     assert supa.execute(f"SELECT DISTINCT tenant_id FROM {table}").fetchall() == [(a,)]
-    assert supa.execute(f"UPDATE {table} SET tenant_id = tenant_id WHERE tenant_id = %s", (b,)).rowcount == 0
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):  # row-level security: a's rows stay a's
-        supa.execute(f"UPDATE {table} SET tenant_id = %s WHERE tenant_id = %s", (b, a))
-    as_user(supa, a)
-    assert supa.execute(f"DELETE FROM {table} WHERE tenant_id = %s", (b,)).rowcount == 0
+    if "UPDATE" in CLIENT_PRIVILEGES.get(table, ""):
+        changed = supa.execute(f"UPDATE {table} SET tenant_id = tenant_id WHERE tenant_id = %s", (b,))
+        assert changed.rowcount == 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # row-level security: a's rows stay a's
+            supa.execute(f"UPDATE {table} SET tenant_id = %s WHERE tenant_id = %s", (b, a))
+        as_user(supa, a)
+        assert supa.execute(f"DELETE FROM {table} WHERE tenant_id = %s", (b,)).rowcount == 0
+    else:  # the queue's state: read-only to the app's users
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            supa.execute(f"DELETE FROM {table} WHERE tenant_id = %s", (b,))
     supa.rollback()
     supa.execute("RESET ROLE")
     counts = supa.execute(f"SELECT count(*) FILTER (WHERE tenant_id = %s) FROM {table}", (b,)).fetchone()
@@ -192,3 +198,23 @@ def test_a_job_the_web_app_inserts_through_the_api_wakes_the_dispatcher(
     supa.commit()
     supa.execute("RESET ROLE")
     assert [c["body"] for c in calls(supa)] == [{"reason": "insert"}]
+
+
+@pytest.mark.parametrize("role", ["anon", "authenticated"])
+def test_client_roles_cannot_start_a_drain_or_read_the_key(
+    supa: Conn, two: dict[str, tuple[UUID, UUID]], role: str
+) -> None:
+    as_user(supa, two["a"][0], role=role)
+    for function in ("dispara_wake_dispatcher('x')", "dispara_dispatch_if_due()", "dispara_dispatch_key()"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            supa.execute(f"SELECT {function}")
+        as_user(supa, two["a"][0], role=role)
+
+
+@pytest.mark.parametrize("table", ["jobs", "message_logs", "instances", "campaign_summary", "webhook_events"])
+def test_a_user_cannot_rewrite_the_queue_state_of_its_own_tenant(
+    supa: Conn, two: dict[str, tuple[UUID, UUID]], table: str
+) -> None:
+    as_user(supa, two["a"][0])
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        supa.execute(f"UPDATE {table} SET tenant_id = tenant_id")

@@ -52,7 +52,8 @@ WHERE m.id > %(after)s AND m.id <= %(upto)s AND m.campaign_id = %(campaign_id)s
 ORDER BY m.id;
 
 -- name: jobs_insert_for_campaign
--- The same for every message of the campaign at once, in seq order: for keys that are not in copy order.
+-- The same for every message of the campaign that has no job yet, in seq order: for keys that are not in
+-- copy order, and for the rows an id range missed (a table whose ids do not follow the copy).
 INSERT INTO {jobs} (tenant_id, payload, run_at, max_attempts, instance, campaign_id, message_id)
 SELECT m.tenant_id,
        jsonb_build_object(
@@ -67,6 +68,7 @@ SELECT m.tenant_id,
        m.id
 FROM {message_logs} m
 WHERE m.campaign_id = %(campaign_id)s
+  AND NOT EXISTS (SELECT 1 FROM {jobs} j WHERE j.campaign_id = m.campaign_id AND j.message_id = m.id)
 ORDER BY m.seq;
 
 -- name: instances_ensure

@@ -4,7 +4,10 @@ SELECT to_regprocedure('net.http_post(text, jsonb, jsonb, jsonb, integer)') IS N
        EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_net') AS pg_net_available,
        to_regprocedure('cron.schedule(text, text, text)') IS NOT NULL AS has_cron,
        EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_cron') AS pg_cron_available,
-       'pg_cron' = ANY (string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ','))
+       -- Only a superuser may read shared_preload_libraries (Supabase's postgres is not one): pg_settings
+       -- hides it from the others, and unknown counts as preloaded, as it is on Supabase.
+       coalesce('pg_cron' = ANY (string_to_array(replace(
+           (SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'), ' ', ''), ',')), true)
            AS pg_cron_preloaded,
        coalesce(current_setting('cron.database_name', true), 'postgres') = current_database()
            AS cron_database,

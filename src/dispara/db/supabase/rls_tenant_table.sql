@@ -1,7 +1,5 @@
 ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
-REVOKE ALL ON {table} FROM anon;
-GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO authenticated;
-DROP POLICY IF EXISTS dispara_own_tenant ON {table};
+{grants}DROP POLICY IF EXISTS dispara_own_tenant ON {table};
 CREATE POLICY dispara_own_tenant ON {table} TO authenticated
     USING (tenant_id = (SELECT dispara_jwt_tenant()))
     WITH CHECK (tenant_id = (SELECT dispara_jwt_tenant()));

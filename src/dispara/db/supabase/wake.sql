@@ -33,8 +33,9 @@ END;
 $$;
 REVOKE ALL ON FUNCTION dispara_dispatch_if_due(text) FROM PUBLIC;
 
--- Statement level: a campaign of a million messages is one INSERT, hence one POST. It posts only when a
--- job is due (the same test as the minute re-drive), so a scheduled campaign posts nothing when written;
+-- Statement level: one POST per INSERT, not per row (campaign send inserts 20,000 jobs a statement). It
+-- posts only when a job is due (the same test as the minute re-drive), so a scheduled campaign posts
+-- nothing when written;
 -- no transition table, so a big INSERT stores no copy of its rows for the trigger.
 CREATE OR REPLACE FUNCTION dispara_notify_job_dispatcher() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = {schema}, pg_catalog, pg_temp AS $$
