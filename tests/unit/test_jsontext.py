@@ -36,7 +36,21 @@ def test_same_text_as_json(value: Any) -> None:
     assert jsontext.dumps(value) == _reference(value)
 
 
+def test_small_floats_are_the_same_numbers() -> None:
+    value = {"tiny": 1e-7, "odd": 6.692110657252752e-07}
+    assert jsontext.dumps(value) == '{"tiny":1e-7,"odd":6.692110657252752e-7}'
+    assert json.loads(jsontext.dumps(value)) == value
+
+
 def test_loads_reads_what_dumps_wrote() -> None:
     value = {"task_type": "send-message", "data": {"message_id": 7, "text": "é"}}
     assert jsontext.loads(jsontext.dumps(value)) == value
-    assert jsontext.loads(jsontext.dumps(value).encode()) == value
+    assert jsontext.loads(memoryview(jsontext.dumps(value).encode())) == value
+
+
+def test_loads_keeps_what_jsonb_holds() -> None:
+    # orjson would make the first a float and refuse the second
+    assert jsontext.loads(b'{"id": 123456789012345678901234567890, "huge": 1e400}') == {
+        "id": 123456789012345678901234567890,
+        "huge": float("inf"),
+    }

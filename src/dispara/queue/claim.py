@@ -62,7 +62,7 @@ def claim(conn: Connection, claimer: Claimer, *, slots: int, run_size: int) -> l
         "run_size": run_size,
     }
     with conn.cursor() as cur:
-        set_json_loads(jsontext.loads, cur)  # the payloads: most of the claim's Python time was json's
+        set_json_loads(jsontext.loads, cur)  # payloads: json.loads on bytes detects their encoding first
         rows = cur.execute(q("queue_claim"), params).fetchall()
         col = {c.name: i for i, c in enumerate(cur.description or ())}
     runs: list[Run] = []
