@@ -5,7 +5,6 @@ Safe for many threads and processes appending at once: one `os.write` per line o
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -13,6 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from dispara import jsontext
 from dispara.errors import TransientServiceError
 from dispara.providers.base import InstanceState, OutgoingMessage, SendResult
 
@@ -59,7 +59,7 @@ class OutboxSender:
             "file_name": msg.file_name,
             "key_id": key_id,
         }
-        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        line = (jsontext.dumps(record) + "\n").encode()
         self._append(line)
         return SendResult(key_id=key_id, response={"outbox": True, "path": str(self.path), **record})
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 from uuid import UUID
 
-from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
 
+from dispara import jsontext
 from dispara.db import Connection
 from dispara.db.queries import q
 from dispara.queue.model import ClaimedJob
+
+Row = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -57,20 +61,22 @@ def claim(conn: Connection, claimer: Claimer, *, slots: int, run_size: int) -> l
         "instances": slots,
         "run_size": run_size,
     }
-    with conn.cursor(row_factory=dict_row) as cur:
+    with conn.cursor() as cur:
+        set_json_loads(jsontext.loads, cur)  # payloads: json.loads on bytes detects their encoding first
         rows = cur.execute(q("queue_claim"), params).fetchall()
+        col = {c.name: i for i, c in enumerate(cur.description or ())}
     runs: list[Run] = []
     current: list[ClaimedJob] = []
-    first: dict[str, Any] = {}
-    for row, job in _jobs(rows):  # ordered by tenant, instance, then claim order; unpaced jobs last
+    first: Row = ()
+    for row, job in _jobs(rows, col):  # ordered by tenant, instance, then claim order; unpaced jobs last
         if current and (job.instance is None or _where(current[0]) != _where(job)):
-            runs.append(_run(current, first))
+            runs.append(_run(current, first, col))
             current = []
         if not current:
             first = row
         current.append(job)
     if current:
-        runs.append(_run(current, first))
+        runs.append(_run(current, first, col))
     return runs
 
 
@@ -78,13 +84,60 @@ def _where(job: ClaimedJob) -> tuple[UUID | None, str | None]:
     return job.tenant_id, job.instance
 
 
-def _run(jobs: list[ClaimedJob], first: dict[str, Any]) -> Run:
-    return Run(jobs[0].instance, tuple(jobs), streak=int(first["streak"] or 0), probe=bool(first["probe"]))
+def _run(jobs: list[ClaimedJob], first: Row, col: dict[str, int]) -> Run:
+    streak, probe = first[col["streak"]], first[col["probe"]]
+    return Run(jobs[0].instance, tuple(jobs), streak=int(streak or 0), probe=bool(probe))
 
 
-def _jobs(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], ClaimedJob]]:
+_JOB_COLUMNS = (
+    "id",
+    "instance",
+    "payload",
+    "attempts",
+    "max_attempts",
+    "campaign_id",
+    "message_id",
+    "started_at",
+)
+_MESSAGE_COLUMNS = ("status", "phone_number", "message_content", "message_type", "media_url", "file_name")
+
+
+def _jobs(rows: list[Row], col: dict[str, int]) -> list[tuple[Row, ClaimedJob]]:
     # The claim returns job rows ('j', in claim order) and message rows ('m'), matched here by message id.
-    messages = {row["message_id"]: row for row in rows if row["kind"] == "m"}
-    return [
-        (row, ClaimedJob.from_row(row, messages.get(row["message_id"]))) for row in rows if row["kind"] == "j"
-    ]
+    # Rows stay tuples read by position: a dict per row was a fifth of the claim thread's time.
+    kind, message_id = col["kind"], col["message_id"]
+    messages = {row[message_id]: row for row in rows if row[kind] == "m"}
+    job_fields = itemgetter(*(col[c] for c in _JOB_COLUMNS))
+    message_fields = itemgetter(*(col[c] for c in _MESSAGE_COLUMNS))
+    delay_min, delay_max, tenant_id = col["delay_min"], col["delay_max"], col["tenant_id"]
+    no_message = (None,) * len(_MESSAGE_COLUMNS)
+    jobs = []
+    for row in rows:
+        if row[kind] != "j":
+            continue
+        id_, instance, payload, attempts, max_attempts, campaign, message, started = job_fields(row)
+        sendable = messages.get(message)
+        status, phone, content, message_type, media_url, file_name = (
+            message_fields(sendable) if sendable is not None else no_message
+        )
+        job = ClaimedJob(
+            id_,
+            instance,
+            payload if isinstance(payload, dict) else {},
+            attempts,
+            max_attempts,
+            campaign,
+            message,
+            started,
+            float(row[delay_min] or 0.0),
+            float(row[delay_max] or 0.0),
+            status,
+            phone,
+            content,
+            message_type,
+            media_url,
+            file_name,
+            row[tenant_id],
+        )
+        jobs.append((row, job))
+    return jobs

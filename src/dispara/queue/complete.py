@@ -6,13 +6,13 @@ or a replay after a crash can never count a message twice.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from dispara import jsontext
 from dispara.db import Connection
 from dispara.db.clock import db_now
 from dispara.db.queries import q
@@ -65,7 +65,7 @@ def _text(value: str | None) -> str | None:
 def _json(value: dict[str, Any] | None) -> str | None:
     if value is None:
         return None
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).replace("\\u0000", "")
+    return jsontext.dumps(value).replace("\\u0000", "")
 
 
 def _job_params(worker: str, outcomes: Sequence[Outcome]) -> dict[str, Any]:
